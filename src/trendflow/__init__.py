@@ -1,0 +1,3 @@
+"""trendflow: an open trend-ingestion pipeline."""
+
+__version__ = "0.1.0"

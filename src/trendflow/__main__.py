@@ -1,0 +1,3 @@
+from trendflow.cli import main
+
+main()

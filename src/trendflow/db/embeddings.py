@@ -1,0 +1,89 @@
+"""The embedding_records repository: the content-hash cache, batch upsert, and nearest neighbours."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import psycopg
+from psycopg.rows import dict_row
+
+from trendflow.db import queries
+
+
+@dataclass(frozen=True, slots=True)
+class TrendToEmbed:
+    id: UUID
+    text: str
+    content_hash: str
+    accepted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingWrite:
+    trend_id: UUID
+    content_hash: str
+    vector: np.ndarray
+
+
+async def load_trends_to_embed(conn: psycopg.AsyncConnection, ids: Sequence[UUID]) -> dict[UUID, TrendToEmbed]:
+    cur = await conn.execute(queries.LOAD_TRENDS_TO_EMBED, {"ids": list(ids)})
+    return {row[0]: TrendToEmbed(*row) for row in await cur.fetchall()}
+
+
+async def load_cached_embeddings(
+    conn: psycopg.AsyncConnection, model: str, hashes: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Vectors already computed for these texts by this model, anywhere in the table."""
+    if not hashes:
+        return {}
+    cur = await conn.execute(queries.LOAD_CACHED_EMBEDDINGS, {"model": model, "hashes": list(hashes)})
+    return {content_hash: vector for content_hash, vector in await cur.fetchall()}
+
+
+async def store_embeddings(
+    conn: psycopg.AsyncConnection, model: str, writes: Sequence[EmbeddingWrite]
+) -> list[tuple[UUID, datetime | None]]:
+    """Upsert the vectors and mark their trends embedded, in one transaction; returns (id, accepted_at) marked."""
+    if not writes:
+        return []
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.executemany(
+            queries.UPSERT_EMBEDDING,
+            [
+                {
+                    "trend_id": w.trend_id,
+                    "model": model,
+                    "dim": int(w.vector.shape[0]),
+                    "embedding": w.vector,
+                    "content_hash": w.content_hash,
+                }
+                for w in writes
+            ],
+        )
+        await cur.execute(queries.MARK_EMBEDDED, {"model": model, "ids": [w.trend_id for w in writes]})
+        return [(row[0], row[1]) for row in await cur.fetchall()]
+
+
+async def nearest_trends(
+    conn: psycopg.AsyncConnection, model: str, vector: np.ndarray, k: int
+) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(queries.NEAREST_TRENDS, {"model": model, "vector": vector, "k": k})
+        return await cur.fetchall()
+
+
+async def count_embeddings(conn: psycopg.AsyncConnection, model: str) -> int:
+    cur = await conn.execute(queries.COUNT_EMBEDDINGS, {"model": model})
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def embedding_backlog(conn: psycopg.AsyncConnection) -> int:
+    cur = await conn.execute(queries.EMBEDDING_BACKLOG)
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,136 @@
+"""Every SQL statement trendflow runs, by name. Identifiers are fixed; values are always parameters."""
+
+# -- trends -----------------------------------------------------------------------------------------------
+
+CREATE_TREND_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS trend_staging (
+    source text, external_id text, text text, timestamp timestamptz, topics text[], metadata jsonb,
+    geo jsonb, language text, sentiment_score real, sentiment_label text, confidence_score real,
+    enrichment_metadata jsonb, content_hash text, accepted_at timestamptz, ord integer
+) ON COMMIT DELETE ROWS
+"""
+
+COPY_TREND_STAGING = """
+COPY trend_staging (source, external_id, text, timestamp, topics, metadata, geo, language, sentiment_score,
+    sentiment_label, confidence_score, enrichment_metadata, content_hash, accepted_at, ord) FROM STDIN
+"""
+
+# Within a batch the last entry of an identity wins (stream order). A redelivered event rewrites nothing it
+# already holds: updated_at moves only when content changes, and a text change sends the row back to
+# `pending` so that it is embedded again.
+UPSERT_TRENDS_FROM_STAGING = """
+INSERT INTO enriched_trends AS t (source, external_id, text, timestamp, topics, metadata, geo, language,
+    sentiment_score, sentiment_label, confidence_score, enrichment_metadata, content_hash, accepted_at)
+SELECT DISTINCT ON (source, external_id) source, external_id, text, timestamp, topics, metadata, geo, language,
+    sentiment_score, sentiment_label, confidence_score, enrichment_metadata, content_hash, accepted_at
+FROM trend_staging
+ORDER BY source, external_id, ord DESC
+ON CONFLICT (source, external_id) DO UPDATE SET
+    text = EXCLUDED.text,
+    timestamp = EXCLUDED.timestamp,
+    topics = EXCLUDED.topics,
+    metadata = EXCLUDED.metadata,
+    geo = EXCLUDED.geo,
+    language = EXCLUDED.language,
+    sentiment_score = EXCLUDED.sentiment_score,
+    sentiment_label = EXCLUDED.sentiment_label,
+    confidence_score = EXCLUDED.confidence_score,
+    enrichment_metadata = EXCLUDED.enrichment_metadata,
+    content_hash = EXCLUDED.content_hash,
+    embedding_status = CASE WHEN t.content_hash = EXCLUDED.content_hash THEN t.embedding_status ELSE 'pending' END,
+    accepted_at = CASE WHEN t.content_hash = EXCLUDED.content_hash THEN t.accepted_at ELSE EXCLUDED.accepted_at END,
+    updated_at = CASE
+        WHEN (t.text, t.timestamp, t.topics, t.metadata, t.geo, t.language, t.sentiment_score, t.sentiment_label,
+              t.confidence_score, t.enrichment_metadata)
+             IS NOT DISTINCT FROM
+             (EXCLUDED.text, EXCLUDED.timestamp, EXCLUDED.topics, EXCLUDED.metadata, EXCLUDED.geo,
+              EXCLUDED.language, EXCLUDED.sentiment_score, EXCLUDED.sentiment_label, EXCLUDED.confidence_score,
+              EXCLUDED.enrichment_metadata)
+        THEN t.updated_at ELSE now() END
+RETURNING id, source, external_id, embedding_status
+"""
+
+TREND_COLUMNS = """
+t.id, t.source, t.external_id, t.text, t.timestamp, t.topics, t.metadata, t.geo, t.language, t.sentiment_score,
+t.sentiment_label, t.confidence_score, t.embedding_status, t.enrichment_metadata, t.created_at, t.updated_at
+"""
+
+GET_TREND = f"SELECT {TREND_COLUMNS} FROM enriched_trends t WHERE t.id = %(id)s"
+
+COUNT_TRENDS = "SELECT count(*) FROM enriched_trends"
+
+# -- embeddings ---------------------------------------------------------------------------------------------
+
+LOAD_TRENDS_TO_EMBED = """
+SELECT id, text, content_hash, accepted_at FROM enriched_trends WHERE id = ANY(%(ids)s)
+"""
+
+LOAD_CACHED_EMBEDDINGS = """
+SELECT DISTINCT ON (content_hash) content_hash, embedding
+FROM embedding_records
+WHERE model = %(model)s AND content_hash = ANY(%(hashes)s)
+"""
+
+UPSERT_EMBEDDING = """
+INSERT INTO embedding_records (enriched_trend_id, model, dim, embedding, content_hash)
+VALUES (%(trend_id)s, %(model)s, %(dim)s, %(embedding)s, %(content_hash)s)
+ON CONFLICT (enriched_trend_id, model) DO UPDATE SET
+    embedding = EXCLUDED.embedding,
+    dim = EXCLUDED.dim,
+    content_hash = EXCLUDED.content_hash,
+    status = 'succeeded',
+    updated_at = now()
+WHERE embedding_records.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+"""
+
+# Only rows whose text is still the one embedded are marked: a newer text waits for its own job.
+MARK_EMBEDDED = """
+UPDATE enriched_trends t SET embedding_status = 'succeeded'
+FROM embedding_records e
+WHERE e.enriched_trend_id = t.id AND e.model = %(model)s AND e.content_hash = t.content_hash
+  AND t.id = ANY(%(ids)s) AND t.embedding_status <> 'succeeded'
+RETURNING t.id, t.accepted_at
+"""
+
+COUNT_EMBEDDINGS = "SELECT count(*) FROM embedding_records WHERE model = %(model)s"
+
+EMBEDDING_BACKLOG = "SELECT count(*) FROM enriched_trends WHERE embedding_status <> 'succeeded'"
+
+NEAREST_TRENDS = f"""
+SELECT {TREND_COLUMNS}, 1 - (e.embedding <=> %(vector)s) AS score
+FROM embedding_records e JOIN enriched_trends t ON t.id = e.enriched_trend_id
+WHERE e.model = %(model)s
+ORDER BY e.embedding <=> %(vector)s
+LIMIT %(k)s
+"""
+
+# -- dead letters -------------------------------------------------------------------------------------------
+
+UPSERT_DEAD_LETTER = """
+INSERT INTO dead_letters AS d (stage, reason, error_class, message, payload, payload_hash, source, external_id,
+    stream_id, deliveries, first_seen, last_seen)
+VALUES (%(stage)s, %(reason)s, %(error_class)s, %(message)s, %(payload)s, %(payload_hash)s, %(source)s,
+    %(external_id)s, %(stream_id)s, %(deliveries)s, %(now)s, %(now)s)
+ON CONFLICT (stage, payload_hash) DO UPDATE SET
+    reason = EXCLUDED.reason,
+    error_class = EXCLUDED.error_class,
+    message = EXCLUDED.message,
+    stream_id = COALESCE(EXCLUDED.stream_id, d.stream_id),
+    deliveries = GREATEST(d.deliveries, EXCLUDED.deliveries),
+    occurrences = d.occurrences + 1,
+    last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen)
+RETURNING id, (xmax = 0) AS created
+"""
+
+DEAD_LETTER_COLUMNS = """
+id, stage, reason, error_class, message, payload, source, external_id, stream_id, deliveries, occurrences,
+first_seen, last_seen
+"""
+
+GET_DEAD_LETTER = f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = %(id)s"
+
+DELETE_DEAD_LETTER = "DELETE FROM dead_letters WHERE id = %(id)s"
+
+COUNT_DEAD_LETTERS = "SELECT count(*) FROM dead_letters"
+
+MIGRATION_REVISION = "SELECT version_num FROM alembic_version"

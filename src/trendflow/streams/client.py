@@ -1,0 +1,43 @@
+"""The one Redis seam: a client per process, and driver errors turned into trendflow's own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as redis
+from redis import exceptions as redis_errors
+
+from trendflow.errors import TransientError
+
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    ConnectionError,
+    OSError,
+)
+
+
+def open_redis(redis_url: str, *, socket_timeout: float = 10.0) -> redis.Redis:
+    """A client for this process; connections are made lazily, so this never fails on a down server."""
+    return redis.Redis.from_url(
+        redis_url,
+        socket_connect_timeout=2.0,
+        socket_timeout=socket_timeout,
+        health_check_interval=15,
+        max_connections=64,
+    )
+
+
+@asynccontextmanager
+async def redis_errors_as_transient() -> AsyncIterator[None]:
+    """Run Redis calls; a connection problem comes out as TransientError."""
+    try:
+        yield
+    except TRANSIENT_ERRORS as exc:
+        raise TransientError(f"Redis unavailable: {exc.__class__.__name__}") from exc
+    except redis_errors.ResponseError as exc:
+        if str(exc).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")):
+            raise TransientError(f"Redis not ready: {exc}") from exc
+        raise

@@ -1,0 +1,139 @@
+"""The embedding stage: embed jobs → rows loaded → one model call per batch → vectors stored → ack.
+
+A job whose row is not there yet (its ETL transaction has not committed) stays pending and is retried; after
+TRENDFLOW_MAX_DELIVERIES deliveries it becomes a dead letter. Identical text is embedded once: vectors are
+cached by content hash across the whole table, and a row whose text did not change is never re-embedded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+import numpy as np
+import redis.asyncio as redis
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from trendflow import metrics
+from trendflow.clock import Clock, system_clock
+from trendflow.db.dead_letters import DeadLetter, record_dead_letters
+from trendflow.db.embeddings import (
+    EmbeddingWrite,
+    TrendToEmbed,
+    load_cached_embeddings,
+    load_trends_to_embed,
+    store_embeddings,
+)
+from trendflow.db.pool import connection
+from trendflow.embedding.model import Embedder
+from trendflow.streams import names
+from trendflow.streams.backlog import trim_acknowledged
+from trendflow.streams.consumer import Entry, ack, fields_as_bytes
+
+log = structlog.get_logger()
+
+
+@dataclass(slots=True)
+class EmbedPlan:
+    """What one batch needs: jobs by trend, the distinct texts to encode, what to retry or dead-letter."""
+
+    jobs: dict[UUID, list[str]] = field(default_factory=dict)  # trend id -> entry ids (duplicates collapse)
+    bad_entries: list[Entry] = field(default_factory=list)
+    done_ids: list[str] = field(default_factory=list)
+
+
+def plan_jobs(entries: Sequence[Entry]) -> EmbedPlan:
+    plan = EmbedPlan()
+    for entry in entries:
+        if entry.fields is None:
+            plan.done_ids.append(entry.id)
+            continue
+        try:
+            trend_id = UUID(entry.fields[names.TREND_ID_FIELD.encode()].decode())
+        except (KeyError, ValueError, UnicodeDecodeError):
+            plan.bad_entries.append(entry)
+            continue
+        plan.jobs.setdefault(trend_id, []).append(entry.id)
+    return plan
+
+
+class EmbedWorker:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        client: redis.Redis,
+        embedder: Embedder,
+        *,
+        max_deliveries: int,
+        model_batch_size: int = 64,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.pool = pool
+        self.redis = client
+        self.embedder = embedder
+        self.max_deliveries = max_deliveries
+        self.model_batch_size = model_batch_size
+        self.clock = clock
+        self.model_inputs = 0  # texts given to the model by this worker, for tests and benchmarks
+
+    async def process_batch(self, entries: list[Entry]) -> int:
+        started = time.perf_counter()
+        plan = plan_jobs(entries)
+        deliveries = {e.id: e.deliveries for e in entries}
+        async with connection(self.pool) as conn:
+            trends = await load_trends_to_embed(conn, list(plan.jobs))
+            cached = await load_cached_embeddings(conn, self.embedder.name, sorted({t.content_hash for t in trends.values()}))
+        missing = [tid for tid in plan.jobs if tid not in trends]
+        vectors = await self._vectors_for(list(trends.values()), cached)
+        writes = [EmbeddingWrite(t.id, t.content_hash, vectors[t.content_hash]) for t in trends.values()]
+        letters = [
+            DeadLetter("embed", "bad_job", fields_as_bytes(e), message="entry has no valid trend_id", stream_id=e.id)
+            for e in plan.bad_entries
+        ]
+        exhausted = [tid for tid in missing if max(deliveries[i] for i in plan.jobs[tid]) >= self.max_deliveries]
+        letters += [
+            DeadLetter("embed", "trend_not_found", str(tid).encode(), error_class="transient",
+                       message="the trend never appeared in PostgreSQL",
+                       deliveries=max(deliveries[i] for i in plan.jobs[tid]), stream_id=plan.jobs[tid][0])
+            for tid in exhausted
+        ]  # fmt: skip
+        async with connection(self.pool) as conn:
+            marked = await store_embeddings(conn, self.embedder.name, writes)
+            if letters:
+                await record_dead_letters(conn, letters, self.clock())
+        done = [i for tid in trends for i in plan.jobs[tid]] + [i for tid in exhausted for i in plan.jobs[tid]]
+        await ack(self.redis, names.EMBED_STREAM, names.EMBED_GROUP, done + plan.done_ids + [e.id for e in plan.bad_entries])
+        await trim_acknowledged(self.redis, names.EMBED_STREAM, names.EMBED_GROUP)
+        self._observe(marked, started, len(entries), len(missing) - len(exhausted))
+        return len(missing) - len(exhausted)
+
+    async def _vectors_for(self, trends: list[TrendToEmbed], cached: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Encode each distinct text not already in the cache, in one model call off the event loop."""
+        todo: dict[str, str] = {}
+        for trend in trends:
+            if trend.content_hash not in cached:
+                todo.setdefault(trend.content_hash, trend.text)
+        if not todo:
+            return cached
+        texts = list(todo.values())
+        self.model_inputs += len(texts)
+        metrics.MODEL_BATCH_SIZE.observe(len(texts))
+        encoded = await asyncio.to_thread(self.embedder.encode, texts, batch_size=self.model_batch_size)
+        return {**cached, **dict(zip(todo, encoded, strict=True))}
+
+    def _observe(self, marked: list[tuple[UUID, datetime | None]], started: float, entries: int, waiting: int) -> None:
+        now = self.clock()
+        for _, accepted in marked:
+            if accepted is not None:
+                metrics.TIME_TO_SEARCHABLE_SECONDS.observe(max(0.0, (now - accepted).total_seconds()))
+        elapsed = time.perf_counter() - started
+        metrics.EMBED_BATCH_SECONDS.observe(elapsed)
+        metrics.EVENTS_EMBEDDED.inc(len(marked))
+        log.info("embed_batch", entries=entries, embedded=len(marked), waiting_for_row=waiting,
+                 duration_ms=round(elapsed * 1000, 1))  # fmt: skip
+

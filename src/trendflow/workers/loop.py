@@ -1,0 +1,103 @@
+"""The thin loop around a worker's process_batch: read, process, back off on a dependency failure, stop cleanly.
+
+Entries a batch leaves unacked (a transient failure, or an embed job whose row is not there yet) stay in this
+consumer's pending list and are read again after a backoff; entries idle too long under other consumers (dead or
+stalled ones) are claimed with XAUTOCLAIM. Either way the entry's delivery count grows, and process_batch turns an
+entry delivered more than TRENDFLOW_MAX_DELIVERIES times into a dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+import structlog
+
+from trendflow.domain.retry import Backoff
+from trendflow.errors import TransientError
+from trendflow.streams.consumer import Entry, claim_idle, ensure_group, read_new, read_own_pending
+
+log = structlog.get_logger()
+
+ProcessBatch = Callable[[list[Entry]], Awaitable[int]]  # returns how many entries were left unacked
+
+
+def consumer_name(role: str) -> str:
+    return f"{role}-{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(slots=True)
+class LoopSettings:
+    stream: str
+    group: str
+    consumer: str
+    batch_size: int
+    claim_idle_ms: int
+    block_ms: int = 1000
+    claim_every_s: float = 1.0
+
+
+async def run_consumer(
+    client: redis.Redis, settings: LoopSettings, process_batch: ProcessBatch, stop: asyncio.Event
+) -> None:
+    """Consume until `stop` is set; the batch in hand is always finished (processed and acked) first."""
+    backoff = Backoff()
+    retry_pending_at = 0.0  # a restart under the same name re-reads what it owned
+    next_claim_at = 0.0
+    group_ready = False
+    while not stop.is_set():
+        try:
+            if not group_ready:
+                await ensure_group(client, settings.stream, settings.group)
+                group_ready = True
+            now = time.monotonic()
+            entries: list[Entry] = []
+            if retry_pending_at and now >= retry_pending_at:
+                entries = await read_own_pending(
+                    client, settings.stream, settings.group, settings.consumer, count=settings.batch_size
+                )
+                retry_pending_at = 0.0
+            if not entries and now >= next_claim_at:
+                next_claim_at = now + settings.claim_every_s
+                entries = await claim_idle(
+                    client,
+                    settings.stream,
+                    settings.group,
+                    settings.consumer,
+                    min_idle_ms=settings.claim_idle_ms,
+                    count=settings.batch_size,
+                )
+            if not entries:
+                entries = await read_new(
+                    client,
+                    settings.stream,
+                    settings.group,
+                    settings.consumer,
+                    count=settings.batch_size,
+                    block_ms=settings.block_ms,
+                )
+            if not entries:
+                continue
+            left = await process_batch(entries)
+            if left:
+                retry_pending_at = time.monotonic() + backoff.next_delay()
+            else:
+                backoff.reset()
+        except TransientError as exc:
+            delay = backoff.next_delay()
+            log.warning("dependency_unavailable", stream=settings.stream, error=str(exc), retry_in_s=round(delay, 2))
+            retry_pending_at = time.monotonic() + delay
+            group_ready = False
+            await _sleep_unless_stopped(stop, delay)
+
+
+async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

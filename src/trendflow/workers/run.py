@@ -1,0 +1,65 @@
+"""Run one worker role in this process until SIGINT/SIGTERM, finishing the batch in hand."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+
+from trendflow.config import Settings
+from trendflow.domain.normalize import Limits
+from trendflow.runtime import open_runtime, prepare_database
+from trendflow.spool import Spool
+from trendflow.streams import names
+from trendflow.workers.loop import LoopSettings, consumer_name, run_consumer
+
+log = structlog.get_logger()
+
+ROLES = ("etl", "embed", "monitor")
+
+
+def run_worker(role: str, settings: Settings) -> None:
+    endpoints = prepare_database(settings)
+    asyncio.run(_main(role, settings, endpoints))
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _main(role: str, settings: Settings, endpoints) -> None:  # type: ignore[no-untyped-def]
+    stop = asyncio.Event()
+    _install_stop(stop)
+    async with open_runtime(settings, endpoints, pool_size=4) as runtime:
+        log.info("worker_started", role=role)
+        if role == "etl":
+            from trendflow.domain.enrich import Enricher
+            from trendflow.workers.etl import EtlWorker
+
+            etl = EtlWorker(
+                runtime.pool, runtime.redis, Enricher(),
+                limits=Limits(max_text_chars=settings.max_text_chars), max_deliveries=settings.max_deliveries,
+            )  # fmt: skip
+            loop = LoopSettings(names.RAW_STREAM, names.ETL_GROUP, consumer_name("etl"),
+                                settings.etl_batch_size, settings.claim_idle_ms)  # fmt: skip
+            await run_consumer(runtime.redis, loop, etl.process_batch, stop)
+        elif role == "embed":
+            from trendflow.embedding.model import shared_embedder
+            from trendflow.workers.embed import EmbedWorker
+
+            embedder = await asyncio.to_thread(shared_embedder, settings.embed_device)
+            embed = EmbedWorker(runtime.pool, runtime.redis, embedder, max_deliveries=settings.max_deliveries,
+                                model_batch_size=settings.embed_batch_size)  # fmt: skip
+            loop = LoopSettings(names.EMBED_STREAM, names.EMBED_GROUP, consumer_name("embed"),
+                                settings.embed_batch_size, settings.claim_idle_ms)  # fmt: skip
+            await run_consumer(runtime.redis, loop, embed.process_batch, stop)
+        elif role == "monitor":
+            from trendflow.workers.monitor import run_monitor
+
+            await run_monitor(runtime.redis, Spool(settings.spool_path), stop)
+        else:
+            raise ValueError(f"unknown worker role {role!r}; one of {', '.join(ROLES)}")
+        log.info("worker_stopped", role=role)

@@ -1,0 +1,103 @@
+"""Shared fixtures: real engines (embedded by default), a fresh database and Redis keyspace per test.
+
+TRENDFLOW_TEST_DATABASE_URL / TRENDFLOW_TEST_REDIS_URL point the suite at external servers instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import redis as sync_redis
+
+from trendflow.config import Settings, load_settings
+from trendflow.db.migrate import migrate
+
+FIXED_NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEMPLATE_DB = "trendflow_test_template"
+
+
+def fixed_clock() -> datetime:
+    return FIXED_NOW
+
+
+@pytest.fixture(scope="session")
+def engine_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(database_url, redis_url) of the engines the whole session shares."""
+    database_url = os.environ.get("TRENDFLOW_TEST_DATABASE_URL")
+    redis_url = os.environ.get("TRENDFLOW_TEST_REDIS_URL")
+    handle = None
+    if not (database_url and redis_url):
+        from trendflow.engines import acquire_engines
+
+        handle = acquire_engines(tmp_path_factory.mktemp("engines"))
+        database_url = database_url or handle.database_url
+        redis_url = redis_url or handle.redis_url
+    yield database_url, redis_url
+    if handle is not None:
+        handle.release()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def template_database(engine_urls: tuple[str, str]) -> str:
+    """A migrated database that each test's fresh database is copied from (CREATE DATABASE … TEMPLATE)."""
+    admin_url = engine_urls[0]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+        conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    migrate(with_database(admin_url, TEMPLATE_DB))
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+def database_url(engine_urls: tuple[str, str], template_database: str) -> Iterator[str]:
+    """A fresh, migrated database for this test alone."""
+    admin_url = engine_urls[0]
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    yield with_database(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url(engine_urls: tuple[str, str]) -> str:
+    """The session's Redis, emptied for this test (tests run one at a time)."""
+    url = engine_urls[1]
+    client = sync_redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, redis_url: str) -> Settings:
+    return load_settings(data_dir=tmp_path / "data", database_url=database_url, redis_url=redis_url)
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator:
+    from trendflow.runtime import Endpoints, open_runtime
+
+    async with open_runtime(settings, Endpoints(settings.database_url, settings.redis_url)) as opened:  # type: ignore[arg-type]
+        yield opened
+
+
+def shared_data(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent: this test reads the shared corpus beside the project")
+    return path
