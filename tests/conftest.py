@@ -6,6 +6,8 @@ TRENDFLOW_TEST_DATABASE_URL / TRENDFLOW_TEST_REDIS_URL point the suite at extern
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -29,7 +31,7 @@ def fixed_clock() -> datetime:
 
 
 @pytest.fixture(scope="session")
-def engine_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def engine_urls() -> Iterator[tuple[str, str]]:
     """(database_url, redis_url) of the engines the whole session shares."""
     database_url = os.environ.get("TRENDFLOW_TEST_DATABASE_URL")
     redis_url = os.environ.get("TRENDFLOW_TEST_REDIS_URL")
@@ -37,12 +39,16 @@ def engine_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     if not (database_url and redis_url):
         from trendflow.engines import acquire_engines
 
-        handle = acquire_engines(tmp_path_factory.mktemp("engines"))
+        # Not under pytest's tmp_path: as root, pytest resets its base dir to 0700 and the engines'
+        # `pgserver` user can no longer reach its data dir.
+        data_dir = Path(tempfile.mkdtemp(prefix="trendflow-test-engines-"))
+        handle = acquire_engines(data_dir)
         database_url = database_url or handle.database_url
         redis_url = redis_url or handle.redis_url
     yield database_url, redis_url
     if handle is not None:
         handle.release()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def with_database(url: str, name: str) -> str:

@@ -27,6 +27,7 @@ class ImportSummary:
     spooled: int = 0
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    identities: list[tuple[str, str]] = field(default_factory=list)  # (source, external_id) accepted
 
     def print(self, console: Console) -> None:
         console.print(f"accepted {self.accepted} (spooled {self.spooled}), rejected {self.rejected}")
@@ -83,6 +84,7 @@ async def import_events(
                 batch = items[start : start + batch_size]
                 outcome = await ingestor.ingest_events(batch)
                 summary.accepted += len(outcome.accepted)
+                summary.identities += outcome.accepted
                 summary.spooled += outcome.spooled
                 summary.rejected += len(outcome.rejected)
                 summary.reasons.update(r.errors[0].reason for r in outcome.rejected)

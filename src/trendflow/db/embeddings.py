@@ -42,7 +42,13 @@ async def load_cached_embeddings(
     if not hashes:
         return {}
     cur = await conn.execute(queries.LOAD_CACHED_EMBEDDINGS, {"model": model, "hashes": list(hashes)})
-    return {content_hash: vector for content_hash, vector in await cur.fetchall()}
+    return {content_hash: as_array(vector) for content_hash, vector in await cur.fetchall()}
+
+
+def as_array(vector: object) -> np.ndarray:
+    """pgvector hands back a Vector (binary results) or an ndarray (text results); callers get an ndarray."""
+    to_numpy = getattr(vector, "to_numpy", None)
+    return np.asarray(to_numpy() if to_numpy else vector, dtype=np.float32)
 
 
 async def store_embeddings(

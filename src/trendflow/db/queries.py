@@ -134,3 +134,23 @@ DELETE_DEAD_LETTER = "DELETE FROM dead_letters WHERE id = %(id)s"
 COUNT_DEAD_LETTERS = "SELECT count(*) FROM dead_letters"
 
 MIGRATION_REVISION = "SELECT version_num FROM alembic_version"
+
+# -- topics -------------------------------------------------------------------------------------------------
+
+# Events per topic in [since, until) and in the window of the same length before it.
+TOPIC_WINDOW_COUNTS = """
+SELECT topic,
+       count(*) FILTER (WHERE t.timestamp >= %(since)s) AS count,
+       count(*) FILTER (WHERE t.timestamp < %(since)s) AS previous
+FROM enriched_trends t, unnest(t.topics) AS topic
+WHERE t.timestamp >= %(since)s - (%(until)s - %(since)s) AND t.timestamp < %(until)s
+GROUP BY topic
+ORDER BY count DESC, topic
+LIMIT %(limit)s
+"""
+
+PROGRESS_OF_IDENTITIES = """
+SELECT count(*), count(*) FILTER (WHERE embedding_status = 'succeeded')
+FROM enriched_trends
+WHERE (source, external_id) IN (SELECT * FROM unnest(%(sources)s::text[], %(external_ids)s::text[]))
+"""

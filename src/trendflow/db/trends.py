@@ -158,3 +158,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         return datetime.fromisoformat(stamp), UUID(trend_id)
     except (ValueError, UnicodeDecodeError):
         raise PermanentError("bad_cursor", "cursor is not one this API returned") from None
+
+
+async def progress_of(conn: psycopg.AsyncConnection, identities: Sequence[tuple[str, str]]) -> tuple[int, int]:
+    """(stored, embedded) among these (source, external_id) identities."""
+    cur = await conn.execute(
+        queries.PROGRESS_OF_IDENTITIES,
+        {"sources": [s for s, _ in identities], "external_ids": [e for _, e in identities]},
+    )
+    row = await cur.fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)

@@ -94,6 +94,13 @@ async def run_consumer(
             retry_pending_at = time.monotonic() + delay
             group_ready = False
             await _sleep_unless_stopped(stop, delay)
+        except Exception:
+            # A bug must not kill the worker: the batch stays pending, is retried after a backoff, and an entry
+            # that keeps failing ends as a dead letter once it passes TRENDFLOW_MAX_DELIVERIES.
+            delay = backoff.next_delay()
+            log.exception("batch_failed_unexpectedly", stream=settings.stream, retry_in_s=round(delay, 2))
+            retry_pending_at = time.monotonic() + delay
+            await _sleep_unless_stopped(stop, delay)
 
 
 async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:

@@ -1,0 +1,103 @@
+"""`trendflow demo`: the whole pipeline over the bundled sample, on the embedded engines, then stop.
+
+Imports the sample through the ingest path, runs the ETL, embedding and monitor workers as real processes,
+shows progress until every accepted event is enriched and embedded, prints what was trending in the sample's
+last hour and one semantic search, stops everything and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from trendflow.config import Settings
+from trendflow.db.embeddings import nearest_trends
+from trendflow.db.pool import connection
+from trendflow.db.topics import topic_window_counts
+from trendflow.db.trends import progress_of
+from trendflow.errors import TrendflowError
+from trendflow.importer import ImportSummary, import_events
+from trendflow.processes import ProcessTree
+from trendflow.runtime import Endpoints, open_runtime, prepare_database
+
+DEMO_QUERY = "people watching the sun disappear behind the moon"
+WAIT_LIMIT_S = 300.0
+
+
+def sample_path() -> Path:
+    return Path(str(resources.files("trendflow") / "sample" / "events.jsonl"))
+
+
+def run_demo(settings: Settings, console: Console) -> None:
+    console.print(f"[bold]trendflow demo[/bold]: engines under {settings.data_dir.resolve()}")
+    endpoints = prepare_database(settings)
+    tree = ProcessTree(roles=(("worker", "etl"), ("worker", "embed"), ("worker", "monitor")))
+    tree.start()
+    try:
+        summary = asyncio.run(import_events(settings, sample_path(), default_source=None, batch_size=100, console=console))
+        summary.print(console)
+        asyncio.run(_wait_and_show(settings, endpoints, summary, tree, console))
+    finally:
+        console.print("stopping the workers and the engines")
+        tree.stop()
+
+
+async def _wait_and_show(
+    settings: Settings, endpoints: Endpoints, summary: ImportSummary, tree: ProcessTree, console: Console
+) -> None:
+    async with open_runtime(settings, endpoints, pool_size=2) as runtime:
+        columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn())
+        deadline = time.monotonic() + WAIT_LIMIT_S
+        with Progress(*columns, console=console) as progress:
+            enriched = progress.add_task("enriched", total=summary.accepted)
+            embedded = progress.add_task("embedded", total=summary.accepted)
+            while True:
+                async with connection(runtime.pool) as conn:
+                    stored, done = await progress_of(conn, summary.identities)
+                progress.update(enriched, completed=stored)
+                progress.update(embedded, completed=done)
+                if done >= summary.accepted:
+                    break
+                if time.monotonic() > deadline:
+                    raise TrendflowError(f"the sample was not processed within {WAIT_LIMIT_S:.0f} s; see the worker logs")
+                tree.restart_dead()
+                await asyncio.sleep(0.5)
+        async with connection(runtime.pool) as conn:
+            await _show_trending(conn, console)
+            await _show_search(conn, settings, console)
+
+
+async def _show_trending(conn, console: Console) -> None:  # type: ignore[no-untyped-def]
+    cur = await conn.execute("SELECT max(timestamp) FROM enriched_trends")
+    row = await cur.fetchone()
+    until: datetime = row[0] + timedelta(microseconds=1)
+    rows = await topic_window_counts(conn, until - timedelta(hours=1), until, limit=8)
+    table = Table(title=f"top topics in the hour up to {until:%Y-%m-%d %H:%M} UTC (the sample's end)")
+    for column in ("topic", "events", "hour before", "growth"):
+        table.add_column(column, justify="right" if column != "topic" else "left")
+    for r in rows:
+        growth = f"{r['count'] / r['previous']:.1f}x" if r["previous"] else "new"
+        table.add_row(r["topic"], str(r["count"]), str(r["previous"]), growth)
+    console.print(table)
+
+
+async def _show_search(conn, settings: Settings, console: Console) -> None:  # type: ignore[no-untyped-def]
+    from trendflow.embedding.model import shared_embedder
+
+    embedder = await asyncio.to_thread(shared_embedder, settings.embed_device)
+    vector = (await asyncio.to_thread(embedder.encode, [DEMO_QUERY]))[0]
+    rows = await nearest_trends(conn, embedder.name, vector, 5)
+    table = Table(title=f"semantic search: “{DEMO_QUERY}”")
+    table.add_column("score", justify="right")
+    table.add_column("source")
+    table.add_column("text")
+    for r in rows:
+        table.add_row(f"{r['score']:.3f}", r["source"], r["text"])
+    console.print(table)
