@@ -18,19 +18,21 @@ async def _configure(connection: psycopg.AsyncConnection) -> None:
     await connection.set_autocommit(True)
 
 
-async def open_pool(database_url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 10.0) -> AsyncConnectionPool:
+async def open_pool(
+    database_url: str, *, min_size: int = 1, max_size: int = 8, open_timeout_s: float = 10.0
+) -> AsyncConnectionPool:
     """Open the process's pool; the schema (and so the vector type) must already exist."""
     pool = AsyncConnectionPool(
         database_url,
         min_size=min_size,
         max_size=max_size,
-        timeout=timeout,
+        timeout=open_timeout_s,
         configure=_configure,
         open=False,
         kwargs={"connect_timeout": 5},
     )
     try:
-        await pool.open(wait=True, timeout=timeout)
+        await pool.open(wait=True, timeout=open_timeout_s)
     except PoolTimeout:
         await pool.close()
         raise TransientError("PostgreSQL unreachable: could not open a connection") from None
@@ -50,6 +52,8 @@ async def connection(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncCo
     except psycopg.errors.DeadlockDetected as exc:
         raise TransientError("PostgreSQL deadlock") from exc
     except (psycopg.DataError, psycopg.IntegrityError) as exc:
-        raise PermanentError("database_rejected", f"{exc.__class__.__name__}: {exc.diag.message_primary}") from exc
+        raise PermanentError(
+            "database_rejected", f"{exc.__class__.__name__}: {exc.diag.message_primary}"
+        ) from exc
     except psycopg.InterfaceError as exc:
         raise TransientError(f"PostgreSQL connection lost: {exc}") from exc

@@ -87,15 +87,21 @@ class EmbedWorker:
         deliveries = {e.id: e.deliveries for e in entries}
         async with connection(self.pool) as conn:
             trends = await load_trends_to_embed(conn, list(plan.jobs))
-            cached = await load_cached_embeddings(conn, self.embedder.name, sorted({t.content_hash for t in trends.values()}))
+            cached = await load_cached_embeddings(
+                conn, self.embedder.name, sorted({t.content_hash for t in trends.values()})
+            )
         missing = [tid for tid in plan.jobs if tid not in trends]
         vectors = await self._vectors_for(list(trends.values()), cached)
         writes = [EmbeddingWrite(t.id, t.content_hash, vectors[t.content_hash]) for t in trends.values()]
         letters = [
-            DeadLetter("embed", "bad_job", fields_as_bytes(e), message="entry has no valid trend_id", stream_id=e.id)
+            DeadLetter(
+                "embed", "bad_job", fields_as_bytes(e), message="entry has no valid trend_id", stream_id=e.id
+            )
             for e in plan.bad_entries
         ]
-        exhausted = [tid for tid in missing if max(deliveries[i] for i in plan.jobs[tid]) >= self.max_deliveries]
+        exhausted = [
+            tid for tid in missing if max(deliveries[i] for i in plan.jobs[tid]) >= self.max_deliveries
+        ]
         letters += [
             DeadLetter("embed", "trend_not_found", str(tid).encode(), error_class="transient",
                        message="the trend never appeared in PostgreSQL",
@@ -106,13 +112,22 @@ class EmbedWorker:
             marked = await store_embeddings(conn, self.embedder.name, writes)
             if letters:
                 await record_dead_letters(conn, letters, self.clock())
-        done = [i for tid in trends for i in plan.jobs[tid]] + [i for tid in exhausted for i in plan.jobs[tid]]
-        await ack(self.redis, names.EMBED_STREAM, names.EMBED_GROUP, done + plan.done_ids + [e.id for e in plan.bad_entries])
+        done = [i for tid in trends for i in plan.jobs[tid]] + [
+            i for tid in exhausted for i in plan.jobs[tid]
+        ]
+        await ack(
+            self.redis,
+            names.EMBED_STREAM,
+            names.EMBED_GROUP,
+            done + plan.done_ids + [e.id for e in plan.bad_entries],
+        )
         await trim_acknowledged(self.redis, names.EMBED_STREAM, names.EMBED_GROUP)
         self._observe(marked, started, len(entries), len(missing) - len(exhausted))
         return len(missing) - len(exhausted)
 
-    async def _vectors_for(self, trends: list[TrendToEmbed], cached: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def _vectors_for(
+        self, trends: list[TrendToEmbed], cached: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         """Encode each distinct text not already in the cache, in one model call off the event loop."""
         todo: dict[str, str] = {}
         for trend in trends:
@@ -126,7 +141,9 @@ class EmbedWorker:
         encoded = await asyncio.to_thread(self.embedder.encode, texts, batch_size=self.model_batch_size)
         return {**cached, **dict(zip(todo, encoded, strict=True))}
 
-    def _observe(self, marked: list[tuple[UUID, datetime | None]], started: float, entries: int, waiting: int) -> None:
+    def _observe(
+        self, marked: list[tuple[UUID, datetime | None]], started: float, entries: int, waiting: int
+    ) -> None:
         now = self.clock()
         for _, accepted in marked:
             if accepted is not None:
@@ -136,4 +153,3 @@ class EmbedWorker:
         metrics.EVENTS_EMBEDDED.inc(len(marked))
         log.info("embed_batch", entries=entries, embedded=len(marked), waiting_for_row=waiting,
                  duration_ms=round(elapsed * 1000, 1))  # fmt: skip
-

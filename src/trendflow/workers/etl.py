@@ -63,7 +63,9 @@ def letter_for(entry: Entry, errors: Sequence[FieldError], *, error_class: str =
     return DeadLetter(
         stage="etl",
         reason=errors[0].reason,
-        message="; ".join(f"{e.field}: {e.reason}" + (f" ({e.message})" if e.message else "") for e in errors),
+        message="; ".join(
+            f"{e.field}: {e.reason}" + (f" ({e.message})" if e.message else "") for e in errors
+        ),
         payload=raw_payload(entry),
         error_class=error_class,
         deliveries=entry.deliveries,
@@ -164,4 +166,3 @@ class EtlWorker:
         async with connection(self.pool) as conn, conn.transaction():
             await record_dead_letters(conn, triage.letters, now)
         return stored
-

@@ -9,6 +9,7 @@ entry delivered more than TRENDFLOW_MAX_DELIVERIES times into a dead letter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -90,7 +91,9 @@ async def run_consumer(
                 backoff.reset()
         except TransientError as exc:
             delay = backoff.next_delay()
-            log.warning("dependency_unavailable", stream=settings.stream, error=str(exc), retry_in_s=round(delay, 2))
+            log.warning(
+                "dependency_unavailable", stream=settings.stream, error=str(exc), retry_in_s=round(delay, 2)
+            )
             retry_pending_at = time.monotonic() + delay
             group_ready = False
             await _sleep_unless_stopped(stop, delay)
@@ -104,7 +107,5 @@ async def run_consumer(
 
 
 async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

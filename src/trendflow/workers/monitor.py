@@ -7,6 +7,7 @@ tidies and watches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import redis.asyncio as redis
 import structlog
@@ -49,7 +50,9 @@ async def remove_dead_consumers(client: redis.Redis, idle_ms: int = DEAD_CONSUME
     return removed
 
 
-async def run_monitor(client: redis.Redis, spool: Spool, stop: asyncio.Event, *, interval_s: float = 1.0) -> None:
+async def run_monitor(
+    client: redis.Redis, spool: Spool, stop: asyncio.Event, *, interval_s: float = 1.0
+) -> None:
     while not stop.is_set():
         try:
             if spool.status().events:
@@ -57,7 +60,5 @@ async def run_monitor(client: redis.Redis, spool: Spool, stop: asyncio.Event, *,
             await remove_dead_consumers(client)
         except TransientError as exc:
             log.warning("monitor_dependency_unavailable", error=str(exc))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval_s)
-        except TimeoutError:
-            pass
