@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -33,3 +33,37 @@ TIME_TO_SEARCHABLE_SECONDS = Histogram(
     "From the API accepting an event to its embedding being stored",
     buckets=(*LATENCY_BUCKETS, 60.0, 300.0),
 )
+
+# Gauges read from the engines when /metrics is scraped (exact, from XINFO and PostgreSQL counts).
+STREAM_LENGTH = Gauge("trendflow_stream_length", "Entries in a stream", ["stream"])
+STREAM_LAG = Gauge(
+    "trendflow_stream_lag", "Entries not yet delivered to a consumer group", ["stream", "group"]
+)
+STREAM_PENDING = Gauge(
+    "trendflow_stream_pending", "Entries delivered but not acknowledged", ["stream", "group"]
+)
+CONSUMER_IDLE_SECONDS = Gauge(
+    "trendflow_consumer_idle_seconds", "Time since a consumer last read", ["stream", "group", "consumer"]
+)
+DEAD_LETTERS_STORED = Gauge("trendflow_dead_letters_stored", "Dead letters held in PostgreSQL")
+SPOOL_EVENTS = Gauge("trendflow_spool_events", "Events waiting in the fallback spool")
+SPOOL_BYTES = Gauge("trendflow_spool_bytes", "Size of the fallback spool")
+EMBEDDING_BACKLOG = Gauge("trendflow_embedding_backlog", "Stored trends whose embedding is not stored yet")
+
+
+def export_status(status: dict) -> None:
+    """Copy an ops status document (trendflow.status.collect_status) into the gauges."""
+    CONSUMER_IDLE_SECONDS.clear()
+    for stream, info in status["streams"].items():
+        STREAM_LENGTH.labels(stream=stream).set(info["length"])
+        for group, g in info["groups"].items():
+            STREAM_LAG.labels(stream=stream, group=group).set(g["lag"])
+            STREAM_PENDING.labels(stream=stream, group=group).set(g["pending"])
+            for consumer in g["consumers"]:
+                CONSUMER_IDLE_SECONDS.labels(stream=stream, group=group, consumer=consumer["name"]).set(
+                    consumer["idle_ms"] / 1000
+                )
+    DEAD_LETTERS_STORED.set(status["dead_letters"])
+    SPOOL_EVENTS.set(status["spool"]["events"])
+    SPOOL_BYTES.set(status["spool"]["bytes"])
+    EMBEDDING_BACKLOG.set(status["embedding_backlog"])

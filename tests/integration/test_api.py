@@ -113,3 +113,13 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"redis": "ok", "postgres": "ok"}
+
+
+def test_metrics_answer_counts_and_stream_gauges(client: TestClient) -> None:
+    client.post("/v1/events", json=GOOD)
+    client.post("/v1/events", json={"source": "web"})
+    text = client.get("/metrics").text
+    assert 'trendflow_events_accepted_total{source="web"}' in text
+    assert 'trendflow_events_rejected_total{reason="missing_field:external_id"}' in text
+    assert 'trendflow_stream_length{stream="trends:raw"} 1.0' in text
+    assert "trendflow_embedding_backlog 0.0" in text
