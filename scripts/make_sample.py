@@ -44,7 +44,14 @@ BACKGROUND = [
     ("Heatwave warning for the south coast this afternoon", ["weather"]),
 ]
 SOURCES = ["twitter", " Reddit ", "news-wire", "MASTODON", "webhook-demo"]
-PLACES = ["38.72,-9.14", {"country": "Spain", "place": "Madrid"}, "DE", {"lat": 51.5, "lon": -0.12}, None, None]
+PLACES = [
+    "38.72,-9.14",
+    {"country": "Spain", "place": "Madrid"},
+    "DE",
+    {"lat": 51.5, "lon": -0.12},
+    None,
+    None,
+]
 
 
 def topics_shape(topics: list[str], rng: random.Random) -> object:
@@ -119,8 +126,18 @@ def main() -> None:
             add(text, topics, start + timedelta(seconds=rng.randrange(3600)))
     # Three events a careless source would send: each is refused with a reason and kept as a dead letter.
     events.append({"external_id": "broken-1", "source": "webhook-demo", "timestamp": END.isoformat()})
-    events.append({"external_id": "broken-2", "source": "webhook-demo", "text": "when?", "timestamp": "yesterday"})
-    events.append({"external_id": "broken-3", "source": "webhook-demo", "text": "where?", "timestamp": 0, "geo": "95,200"})
+    events.append(
+        {"external_id": "broken-2", "source": "webhook-demo", "text": "when?", "timestamp": "yesterday"}
+    )
+    events.append(
+        {
+            "external_id": "broken-3",
+            "source": "webhook-demo",
+            "text": "where?",
+            "timestamp": 0,
+            "geo": "95,200",
+        }
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events))
     print(f"wrote {len(events)} events to {OUT}")

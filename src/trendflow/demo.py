@@ -41,7 +41,9 @@ def run_demo(settings: Settings, console: Console) -> None:
     tree = ProcessTree(roles=(("worker", "etl"), ("worker", "embed"), ("worker", "monitor")))
     tree.start()
     try:
-        summary = asyncio.run(import_events(settings, sample_path(), default_source=None, batch_size=100, console=console))
+        summary = asyncio.run(
+            import_events(settings, sample_path(), default_source=None, batch_size=100, console=console)
+        )
         summary.print(console)
         asyncio.run(_wait_and_show(settings, endpoints, summary, tree, console))
     finally:
@@ -66,7 +68,9 @@ async def _wait_and_show(
                 if done >= summary.accepted:
                     break
                 if time.monotonic() > deadline:
-                    raise TrendflowError(f"the sample was not processed within {WAIT_LIMIT_S:.0f} s; see the worker logs")
+                    raise TrendflowError(
+                        f"the sample was not processed within {WAIT_LIMIT_S:.0f} s; see the worker logs"
+                    )
                 tree.restart_dead()
                 await asyncio.sleep(0.5)
         async with connection(runtime.pool) as conn:

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
+import redis.asyncio as redis
 import structlog
 from psycopg_pool import AsyncConnectionPool
-import redis.asyncio as redis
 
 from trendflow import metrics
 from trendflow.clock import Clock, epoch_ms, system_clock

@@ -10,7 +10,9 @@ import structlog
 
 def configure_logging(level: str = "info") -> None:
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer(colors=False) if sys.stderr.isatty() else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=False)
+        if sys.stderr.isatty()
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[

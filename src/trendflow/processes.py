@@ -14,7 +14,12 @@ import structlog
 
 log = structlog.get_logger()
 
-UP_ROLES: tuple[tuple[str, ...], ...] = (("api",), ("worker", "etl"), ("worker", "embed"), ("worker", "monitor"))
+UP_ROLES: tuple[tuple[str, ...], ...] = (
+    ("api",),
+    ("worker", "etl"),
+    ("worker", "embed"),
+    ("worker", "monitor"),
+)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """What every trendflow process opens: the engines (embedded or given), the schema, a pool and a Redis client.
 
-    async with open_runtime(settings) as runtime:
-        async with connection(runtime.pool) as conn: ...
+async with open_runtime(settings) as runtime:
+    async with connection(runtime.pool) as conn: ...
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def prepare_database(settings: Settings) -> Endpoints:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, endpoints: Endpoints | None = None, *, pool_size: int = 8) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings, endpoints: Endpoints | None = None, *, pool_size: int = 8
+) -> AsyncIterator[Runtime]:
     endpoints = endpoints or prepare_database(settings)
     pool = await open_pool(endpoints.database_url, max_size=pool_size)
     client = open_redis(endpoints.redis_url)

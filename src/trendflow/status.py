@@ -26,7 +26,9 @@ async def collect_status(pool: AsyncConnectionPool, client: redis.Redis, spool: 
                 name: {
                     "lag": group.lag,
                     "pending": group.pending,
-                    "consumers": [{"name": c.name, "pending": c.pending, "idle_ms": c.idle_ms} for c in group.consumers],
+                    "consumers": [
+                        {"name": c.name, "pending": c.pending, "idle_ms": c.idle_ms} for c in group.consumers
+                    ],
                 }
                 for name, group in info.groups.items()
             },

@@ -26,7 +26,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(check: Callable[[], T | None], *, timeout_s: float = 120.0, interval_s: float = 0.2, what: str = "") -> T:
+def wait_for(
+    check: Callable[[], T | None], *, timeout_s: float = 120.0, interval_s: float = 0.2, what: str = ""
+) -> T:
     """Poll `check` until it returns something truthy, or fail after the deadline."""
     deadline = time.monotonic() + timeout_s
     last: T | None = None
@@ -35,7 +37,9 @@ def wait_for(check: Callable[[], T | None], *, timeout_s: float = 120.0, interva
         if last:
             return last
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what or check.__name__} (last: {last!r})")
+    raise AssertionError(
+        f"timed out after {timeout_s:.0f} s waiting for {what or check.__name__} (last: {last!r})"
+    )
 
 
 @dataclass
@@ -54,7 +58,10 @@ class Pipeline:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRENDFLOW_")}
         env.update(
-            TRENDFLOW_DATA_DIR=str(data_dir), TRENDFLOW_API_PORT=str(port), TRENDFLOW_LOG_LEVEL="info", **settings
+            TRENDFLOW_DATA_DIR=str(data_dir),
+            TRENDFLOW_API_PORT=str(port),
+            TRENDFLOW_LOG_LEVEL="info",
+            **settings,
         )
         return cls(data_dir, port, env)
 
@@ -65,7 +72,9 @@ class Pipeline:
     def start(self, *args: str) -> subprocess.Popen:
         """Start `trendflow ARGS...` (e.g. "up", or "worker", "etl") as a real process."""
         log = open(self.data_dir / f"{'-'.join(args)}-{len(self.processes)}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "trendflow", *args], env=self.env, stdout=log, stderr=log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trendflow", *args], env=self.env, stdout=log, stderr=log
+        )
         self.processes.append(proc)
         return proc
 

@@ -8,14 +8,20 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-
 from tests.e2e.harness import Pipeline, wait_for
+
 from trendflow.engines import engine_processes
 
 pytestmark = pytest.mark.e2e
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-SUBJECTS = ["the harbour festival", "a new phone launch", "the city marathon", "rail strikes", "a solar eclipse"]
+SUBJECTS = [
+    "the harbour festival",
+    "a new phone launch",
+    "the city marathon",
+    "rail strikes",
+    "a solar eclipse",
+]
 
 
 def make_events(n: int, *, source: str = "e2e") -> list[dict]:
@@ -42,7 +48,9 @@ def post_all(pipeline: Pipeline, events: list[dict]) -> None:
 
 def counts(pipeline: Pipeline) -> tuple[int, int, int]:
     """(trends, distinct identities, embedding records) as stored."""
-    [(trends, identities)] = pipeline.query("SELECT count(*), count(DISTINCT (source, external_id)) FROM enriched_trends")
+    [(trends, identities)] = pipeline.query(
+        "SELECT count(*), count(DISTINCT (source, external_id)) FROM enriched_trends"
+    )
     [(embeddings,)] = pipeline.query("SELECT count(*) FROM embedding_records")
     return trends, identities, embeddings
 
@@ -62,8 +70,13 @@ def test_thousand_events_stored_and_embedded_once_and_reposting_changes_nothing(
 
     post_all(pipeline, events)
     done = wait_for(
-        lambda: counts(pipeline) == (1000, 1000, 1000)
-        and pipeline.query("SELECT count(*) FROM enriched_trends WHERE embedding_status = 'succeeded'")[0][0] == 1000,
+        lambda: (
+            counts(pipeline) == (1000, 1000, 1000)
+            and pipeline.query("SELECT count(*) FROM enriched_trends WHERE embedding_status = 'succeeded'")[
+                0
+            ][0]
+            == 1000
+        ),
         timeout_s=300,
         what="1,000 trends stored and embedded",
     )
@@ -74,7 +87,9 @@ def test_thousand_events_stored_and_embedded_once_and_reposting_changes_nothing(
 
     post_all(pipeline, events)
     # The second copy flows through the ETL; once the raw stream is drained, nothing may have changed.
-    wait_for(lambda: _raw_stream_drained(pipeline), timeout_s=120, what="the re-posted events to be processed")
+    wait_for(
+        lambda: _raw_stream_drained(pipeline), timeout_s=120, what="the re-posted events to be processed"
+    )
     assert counts(pipeline) == (1000, 1000, 1000)
     assert pipeline.query("SELECT max(updated_at), count(*) FROM embedding_records") == before
     assert pipeline.query("SELECT max(updated_at) FROM enriched_trends") == trends_before
@@ -82,14 +97,28 @@ def test_thousand_events_stored_and_embedded_once_and_reposting_changes_nothing(
 
     trend = httpx.get(f"{pipeline.url}/v1/trends", params={"source": "e2e", "limit": 1}).json()["items"][0]
     assert trend["embedding_status"] == "succeeded"
-    assert set(trend) >= {"id", "source", "external_id", "text", "timestamp", "topics", "sentiment", "language"}
+    assert set(trend) >= {
+        "id",
+        "source",
+        "external_id",
+        "text",
+        "timestamp",
+        "topics",
+        "sentiment",
+        "language",
+    }
 
 
 def _raw_stream_drained(pipeline: Pipeline) -> bool:
     status = httpx.get(f"{pipeline.url}/v1/ops/status", timeout=10).json()
     raw = status["streams"]["trends:raw"]["groups"].get("etl", {})
     embed = status["streams"]["trends:embed"]["groups"].get("embedder", {})
-    return raw.get("lag") == 0 and raw.get("pending") == 0 and embed.get("lag", 0) == 0 and embed.get("pending", 0) == 0
+    return (
+        raw.get("lag") == 0
+        and raw.get("pending") == 0
+        and embed.get("lag", 0) == 0
+        and embed.get("pending", 0) == 0
+    )
 
 
 def test_etl_worker_restarted_mid_stream_resumes_without_loss(pipeline: Pipeline) -> None:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
-
 from tests.conftest import fixed_clock
+
 from trendflow.db.pool import connection
 from trendflow.domain.enrich import Enricher
 from trendflow.domain.normalize import Limits
@@ -49,8 +49,12 @@ async def drain(runtime, stream: str, group: str, process, batch: int = 200) -> 
         await process(entries)
 
 
-async def test_thousand_events_with_hundred_texts_take_hundred_model_inputs(runtime, enricher, embedder) -> None:
-    etl = EtlWorker(runtime.pool, runtime.redis, enricher, limits=Limits(), max_deliveries=5, clock=fixed_clock)
+async def test_thousand_events_with_hundred_texts_take_hundred_model_inputs(
+    runtime, enricher, embedder
+) -> None:
+    etl = EtlWorker(
+        runtime.pool, runtime.redis, enricher, limits=Limits(), max_deliveries=5, clock=fixed_clock
+    )
     embed = EmbedWorker(runtime.pool, runtime.redis, embedder, max_deliveries=5, clock=fixed_clock)
     payloads = [event(i, f"shared text {i % 100} about trends") for i in range(1000)]
     await publish_raw_events(runtime.redis, payloads, accepted_at_ms=0)
@@ -72,7 +76,9 @@ async def test_thousand_events_with_hundred_texts_take_hundred_model_inputs(runt
 
 
 async def test_metadata_only_update_keeps_the_embedding(runtime, enricher, embedder) -> None:
-    etl = EtlWorker(runtime.pool, runtime.redis, enricher, limits=Limits(), max_deliveries=5, clock=fixed_clock)
+    etl = EtlWorker(
+        runtime.pool, runtime.redis, enricher, limits=Limits(), max_deliveries=5, clock=fixed_clock
+    )
     embed = EmbedWorker(runtime.pool, runtime.redis, embedder, max_deliveries=5, clock=fixed_clock)
     await publish_raw_events(runtime.redis, [event(1, "a calm text", metadata={"v": 1})], accepted_at_ms=0)
     await drain(runtime, names.RAW_STREAM, names.ETL_GROUP, etl.process_batch)
@@ -85,7 +91,9 @@ async def test_metadata_only_update_keeps_the_embedding(runtime, enricher, embed
     assert await runtime.redis.xlen(names.EMBED_STREAM) == 0  # no embed job for an unchanged text
     async with connection(runtime.pool) as conn:
         after = await (await conn.execute("SELECT updated_at, embedding FROM embedding_records")).fetchall()
-        status = await (await conn.execute("SELECT embedding_status, metadata FROM enriched_trends")).fetchone()
+        status = await (
+            await conn.execute("SELECT embedding_status, metadata FROM enriched_trends")
+        ).fetchone()
     assert after[0][0] == before[0][0]
     assert status == ("succeeded", {"v": 2})
     assert embed.model_inputs == 1
@@ -94,7 +102,9 @@ async def test_metadata_only_update_keeps_the_embedding(runtime, enricher, embed
 async def test_embed_job_before_its_row_waits_then_completes(runtime, enricher, embedder) -> None:
     """The race the seed of this product lost: the job arrives before the ETL transaction commits."""
     embed = EmbedWorker(runtime.pool, runtime.redis, embedder, max_deliveries=5, clock=fixed_clock)
-    etl = EtlWorker(runtime.pool, runtime.redis, enricher, limits=Limits(), max_deliveries=5, clock=fixed_clock)
+    etl = EtlWorker(
+        runtime.pool, runtime.redis, enricher, limits=Limits(), max_deliveries=5, clock=fixed_clock
+    )
     trend_id = uuid.uuid4()
     await publish_embed_jobs(runtime.redis, [trend_id])
     await ensure_group(runtime.redis, names.EMBED_STREAM, names.EMBED_GROUP)
@@ -112,7 +122,9 @@ async def test_embed_job_before_its_row_waits_then_completes(runtime, enricher, 
     assert retried[0].deliveries == 2
     assert await embed.process_batch(retried) == 0
     async with connection(runtime.pool) as conn:
-        row = await (await conn.execute("SELECT embedding_status FROM enriched_trends WHERE id = %s", (trend_id,))).fetchone()
+        row = await (
+            await conn.execute("SELECT embedding_status FROM enriched_trends WHERE id = %s", (trend_id,))
+        ).fetchone()
     assert row == ("succeeded",)
 
 
@@ -131,7 +143,9 @@ async def test_embed_job_whose_row_never_comes_becomes_a_dead_letter(runtime, em
 
 
 async def test_bad_entries_become_dead_letters_and_good_ones_flow(runtime, enricher) -> None:
-    etl = EtlWorker(runtime.pool, runtime.redis, enricher, limits=Limits(), max_deliveries=5, clock=fixed_clock)
+    etl = EtlWorker(
+        runtime.pool, runtime.redis, enricher, limits=Limits(), max_deliveries=5, clock=fixed_clock
+    )
     await runtime.redis.xadd(names.RAW_STREAM, {"event": event(1, topics="tag1,tag2")})
     await runtime.redis.xadd(names.RAW_STREAM, {"event": b'{"external_id": 2, "source": "x"'})
     await runtime.redis.xadd(names.RAW_STREAM, {"not_event": b"hello"})
@@ -141,7 +155,9 @@ async def test_bad_entries_become_dead_letters_and_good_ones_flow(runtime, enric
     await drain(runtime, names.RAW_STREAM, names.ETL_GROUP, etl.process_batch)
 
     async with connection(runtime.pool) as conn:
-        stored = await (await conn.execute("SELECT external_id, topics FROM enriched_trends ORDER BY 1")).fetchall()
+        stored = await (
+            await conn.execute("SELECT external_id, topics FROM enriched_trends ORDER BY 1")
+        ).fetchall()
         letters = await (await conn.execute("SELECT reason FROM dead_letters ORDER BY 1")).fetchall()
     assert stored == [("1", ["tag1", "tag2"]), ("4", [])]
     assert [r for (r,) in letters] == ["bad_encoding", "bad_json", "bad_topics", "missing_field:event"]

@@ -14,7 +14,12 @@ from trendflow.errors import PermanentError, TransientError
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, details: list[Any] | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
@@ -46,7 +51,9 @@ def install_error_handlers(app: FastAPI) -> None:
              "message": e["msg"]}
             for e in exc.errors()
         ]  # fmt: skip
-        return JSONResponse(error_body("invalid_request", "the request's parameters are invalid", details), 422)
+        return JSONResponse(
+            error_body("invalid_request", "the request's parameters are invalid", details), 422
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

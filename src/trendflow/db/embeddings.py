@@ -30,7 +30,9 @@ class EmbeddingWrite:
     vector: np.ndarray
 
 
-async def load_trends_to_embed(conn: psycopg.AsyncConnection, ids: Sequence[UUID]) -> dict[UUID, TrendToEmbed]:
+async def load_trends_to_embed(
+    conn: psycopg.AsyncConnection, ids: Sequence[UUID]
+) -> dict[UUID, TrendToEmbed]:
     cur = await conn.execute(queries.LOAD_TRENDS_TO_EMBED, {"ids": list(ids)})
     return {row[0]: TrendToEmbed(*row) for row in await cur.fetchall()}
 

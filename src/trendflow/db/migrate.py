@@ -35,7 +35,9 @@ def migrate(database_url: str) -> None:
     try:
         command.upgrade(_alembic_config(database_url), "head")
     except OperationalError as exc:
-        raise TransientError(f"cannot migrate: PostgreSQL unreachable ({exc.orig.__class__.__name__})") from None
+        raise TransientError(
+            f"cannot migrate: PostgreSQL unreachable ({exc.orig.__class__.__name__})"
+        ) from None
 
 
 def head_revision() -> str:

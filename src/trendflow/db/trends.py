@@ -126,12 +126,16 @@ async def list_trends(
         conditions.append(sql.SQL("(t.timestamp, t.id) < (%(after_ts)s, %(after_id)s)"))
         params["after_ts"], params["after_id"] = position
     where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-    query = sql.SQL("SELECT {columns} FROM enriched_trends t{where} ORDER BY t.timestamp DESC, t.id DESC LIMIT %(limit)s")
+    query = sql.SQL(
+        "SELECT {columns} FROM enriched_trends t{where} ORDER BY t.timestamp DESC, t.id DESC LIMIT %(limit)s"
+    )
     params["limit"] = limit + 1
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query.format(columns=sql.SQL(queries.TREND_COLUMNS), where=where), params)
         rows = await cur.fetchall()
-    next_cursor = encode_cursor(rows[limit - 1]["timestamp"], rows[limit - 1]["id"]) if len(rows) > limit else None
+    next_cursor = (
+        encode_cursor(rows[limit - 1]["timestamp"], rows[limit - 1]["id"]) if len(rows) > limit else None
+    )
     return rows[:limit], next_cursor
 
 
@@ -160,7 +164,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise PermanentError("bad_cursor", "cursor is not one this API returned") from None
 
 
-async def progress_of(conn: psycopg.AsyncConnection, identities: Sequence[tuple[str, str]]) -> tuple[int, int]:
+async def progress_of(
+    conn: psycopg.AsyncConnection, identities: Sequence[tuple[str, str]]
+) -> tuple[int, int]:
     """(stored, embedded) among these (source, external_id) identities."""
     cur = await conn.execute(
         queries.PROGRESS_OF_IDENTITIES,

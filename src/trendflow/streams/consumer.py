@@ -50,7 +50,9 @@ async def read_new(
     return _entries(response)
 
 
-async def read_own_pending(client: redis.Redis, stream: str, group: str, consumer: str, *, count: int) -> list[Entry]:
+async def read_own_pending(
+    client: redis.Redis, stream: str, group: str, consumer: str, *, count: int
+) -> list[Entry]:
     """Entries this consumer was given but did not ack (a transient failure), with their delivery counts."""
     async with redis_errors_as_transient():
         response = await client.xreadgroup(group, consumer, {stream: "0"}, count=count)
@@ -58,11 +60,15 @@ async def read_own_pending(client: redis.Redis, stream: str, group: str, consume
         return await with_delivery_counts(client, stream, group, entries)
 
 
-async def with_delivery_counts(client: redis.Redis, stream: str, group: str, entries: list[Entry]) -> list[Entry]:
+async def with_delivery_counts(
+    client: redis.Redis, stream: str, group: str, entries: list[Entry]
+) -> list[Entry]:
     if not entries:
         return entries
     async with redis_errors_as_transient():
-        details = await client.xpending_range(stream, group, min=entries[0].id, max=entries[-1].id, count=len(entries) * 2)
+        details = await client.xpending_range(
+            stream, group, min=entries[0].id, max=entries[-1].id, count=len(entries) * 2
+        )
     counts = {_id(d["message_id"]): int(d["times_delivered"]) for d in details}
     return [Entry(e.id, e.fields, counts.get(e.id, e.deliveries)) for e in entries]
 
@@ -72,7 +78,9 @@ async def claim_idle(
 ) -> list[Entry]:
     """Take over entries other consumers left idle (dead or stalled); each comes with its delivery count."""
     async with redis_errors_as_transient():
-        _, messages, *_ = await client.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, count=count)
+        _, messages, *_ = await client.xautoclaim(
+            stream, group, consumer, min_idle_time=min_idle_ms, count=count
+        )
     entries = [Entry(_id(message_id), fields or None) for message_id, fields in messages]
     return await with_delivery_counts(client, stream, group, entries)
 

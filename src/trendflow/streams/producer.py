@@ -11,7 +11,9 @@ from trendflow.streams import names
 from trendflow.streams.client import redis_errors_as_transient
 
 
-async def publish_raw_events(client: redis.Redis, payloads: Sequence[bytes], *, accepted_at_ms: int) -> list[str]:
+async def publish_raw_events(
+    client: redis.Redis, payloads: Sequence[bytes], *, accepted_at_ms: int
+) -> list[str]:
     """Append raw events (JSON bytes, as posted) to trends:raw; returns the entry ids."""
     return await _xadd_many(
         client,
@@ -22,7 +24,9 @@ async def publish_raw_events(client: redis.Redis, payloads: Sequence[bytes], *, 
 
 async def publish_embed_jobs(client: redis.Redis, trend_ids: Sequence[UUID]) -> list[str]:
     """One job per stored trend that needs its embedding."""
-    return await _xadd_many(client, names.EMBED_STREAM, [{names.TREND_ID_FIELD: str(tid)} for tid in trend_ids])
+    return await _xadd_many(
+        client, names.EMBED_STREAM, [{names.TREND_ID_FIELD: str(tid)} for tid in trend_ids]
+    )
 
 
 async def _xadd_many(client: redis.Redis, stream: str, entries: Sequence[dict]) -> list[str]:

@@ -41,7 +41,9 @@ def upgrade() -> None:
         """
     )
     op.execute("CREATE INDEX enriched_trends_time ON enriched_trends (timestamp DESC, id DESC)")
-    op.execute("CREATE INDEX enriched_trends_source_time ON enriched_trends (source, timestamp DESC, id DESC)")
+    op.execute(
+        "CREATE INDEX enriched_trends_source_time ON enriched_trends (source, timestamp DESC, id DESC)"
+    )
     op.execute("CREATE INDEX enriched_trends_topics ON enriched_trends USING gin (topics)")
     op.execute("CREATE INDEX enriched_trends_content_hash ON enriched_trends (content_hash)")
     op.execute(
