@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
+import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
@@ -78,7 +79,7 @@ async def _wait_and_show(
             await _show_search(conn, settings, console)
 
 
-async def _show_trending(conn, console: Console) -> None:  # type: ignore[no-untyped-def]
+async def _show_trending(conn: psycopg.AsyncConnection, console: Console) -> None:
     cur = await conn.execute("SELECT max(timestamp) FROM enriched_trends")
     row = await cur.fetchone()
     until: datetime = row[0] + timedelta(microseconds=1)
@@ -92,7 +93,7 @@ async def _show_trending(conn, console: Console) -> None:  # type: ignore[no-unt
     console.print(table)
 
 
-async def _show_search(conn, settings: Settings, console: Console) -> None:  # type: ignore[no-untyped-def]
+async def _show_search(conn: psycopg.AsyncConnection, settings: Settings, console: Console) -> None:
     from trendflow.embedding.model import shared_embedder
 
     embedder = await asyncio.to_thread(shared_embedder, settings.embed_device)

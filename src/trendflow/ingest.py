@@ -20,7 +20,7 @@ from trendflow import metrics
 from trendflow.clock import Clock, epoch_ms, system_clock
 from trendflow.db.dead_letters import DeadLetter, record_dead_letters
 from trendflow.db.pool import connection
-from trendflow.domain.models import FieldError
+from trendflow.domain.models import FieldError, describe_errors
 from trendflow.domain.normalize import Limits, normalize_event
 from trendflow.domain.retry import Backoff
 from trendflow.errors import TransientError
@@ -123,7 +123,7 @@ def api_dead_letter(payload: bytes, errors: Sequence[FieldError]) -> DeadLetter:
     return DeadLetter(
         stage="api",
         reason=errors[0].reason,
-        message="; ".join(f"{e.field}: {e.reason}" for e in errors),
+        message=describe_errors(errors),
         payload=payload,
     )
 

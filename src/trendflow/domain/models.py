@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,16 @@ class Geo:
     place: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in (("lat", self.lat), ("lon", self.lon), ("country", self.country), ("place", self.place)) if v is not None}
+        return {
+            k: v
+            for k, v in (
+                ("lat", self.lat),
+                ("lon", self.lon),
+                ("country", self.country),
+                ("place", self.place),
+            )
+            if v is not None
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +41,11 @@ class FieldError:
 
     def to_json(self) -> dict[str, str]:
         return {"field": self.field, "reason": self.reason, "message": self.message}
+
+
+def describe_errors(errors: Sequence[FieldError]) -> str:
+    """Every field error on one line, for a dead letter's message or a log."""
+    return "; ".join(f"{e.field}: {e.reason}" + (f" ({e.message})" if e.message else "") for e in errors)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as redis
 from redis import exceptions as redis_errors
@@ -30,15 +31,15 @@ async def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
                 raise
 
 
-def _entries(response: list | None) -> list[Entry]:
+def _entries(response: Any) -> list[Entry]:
     if not response:
         return []
     _, messages = response[0]
     return [Entry(_id(message_id), fields or None) for message_id, fields in messages]
 
 
-def _id(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _id(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def read_new(

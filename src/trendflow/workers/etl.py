@@ -21,7 +21,7 @@ from trendflow.db.dead_letters import DeadLetter, record_dead_letters
 from trendflow.db.pool import connection
 from trendflow.db.trends import StoredTrend, TrendRow, upsert_trends
 from trendflow.domain.enrich import Enricher
-from trendflow.domain.models import FieldError
+from trendflow.domain.models import FieldError, describe_errors
 from trendflow.domain.normalize import Limits, decode_stream_entry, encode_event, normalize_event
 from trendflow.errors import PermanentError
 from trendflow.streams import names
@@ -63,9 +63,7 @@ def letter_for(entry: Entry, errors: Sequence[FieldError], *, error_class: str =
     return DeadLetter(
         stage="etl",
         reason=errors[0].reason,
-        message="; ".join(
-            f"{e.field}: {e.reason}" + (f" ({e.message})" if e.message else "") for e in errors
-        ),
+        message=describe_errors(errors),
         payload=raw_payload(entry),
         error_class=error_class,
         deliveries=entry.deliveries,

@@ -9,7 +9,7 @@ import structlog
 
 from trendflow.config import Settings
 from trendflow.domain.normalize import Limits
-from trendflow.runtime import open_runtime, prepare_database
+from trendflow.runtime import Endpoints, open_runtime, prepare_database
 from trendflow.spool import Spool
 from trendflow.streams import names
 from trendflow.workers.loop import LoopSettings, consumer_name, run_consumer
@@ -30,7 +30,7 @@ def _install_stop(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _main(role: str, settings: Settings, endpoints) -> None:  # type: ignore[no-untyped-def]
+async def _main(role: str, settings: Settings, endpoints: Endpoints) -> None:
     stop = asyncio.Event()
     _install_stop(stop)
     async with open_runtime(settings, endpoints, pool_size=4) as runtime:
