@@ -50,7 +50,7 @@ async def upsert_trends(conn: psycopg.AsyncConnection, rows: Sequence[TrendRow])
     """Insert or update a batch in the caller's transaction; one row per (source, external_id) comes back."""
     if not rows:
         return []
-    async with conn.cursor() as cur:
+    async with conn.transaction(), conn.cursor() as cur:  # the staging table lives until commit
         await cur.execute(queries.CREATE_TREND_STAGING)
         async with cur.copy(queries.COPY_TREND_STAGING) as copy:
             copy.set_types(STAGING_TYPES)
