@@ -1,8 +1,22 @@
-"""Prometheus metrics, all named trendflow_*; one registry per process (multiprocess-aware under `up`)."""
+"""Prometheus metrics, all named trendflow_*.
+
+Under `trendflow up` every child writes its samples to PROMETHEUS_MULTIPROC_DIR (prometheus-client's
+multiprocess mode), so the API's /metrics answers for the whole process tree.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -35,20 +49,39 @@ TIME_TO_SEARCHABLE_SECONDS = Histogram(
 )
 
 # Gauges read from the engines when /metrics is scraped (exact, from XINFO and PostgreSQL counts).
-STREAM_LENGTH = Gauge("trendflow_stream_length", "Entries in a stream", ["stream"])
+STREAM_LENGTH = Gauge(
+    "trendflow_stream_length", "Entries in a stream", ["stream"], multiprocess_mode="mostrecent"
+)
 STREAM_LAG = Gauge(
-    "trendflow_stream_lag", "Entries not yet delivered to a consumer group", ["stream", "group"]
+    "trendflow_stream_lag",
+    "Entries not yet delivered to a consumer group",
+    ["stream", "group"],
+    multiprocess_mode="mostrecent",
 )
 STREAM_PENDING = Gauge(
-    "trendflow_stream_pending", "Entries delivered but not acknowledged", ["stream", "group"]
+    "trendflow_stream_pending",
+    "Entries delivered but not acknowledged",
+    ["stream", "group"],
+    multiprocess_mode="mostrecent",
 )
 CONSUMER_IDLE_SECONDS = Gauge(
-    "trendflow_consumer_idle_seconds", "Time since a consumer last read", ["stream", "group", "consumer"]
+    "trendflow_consumer_idle_seconds",
+    "Time since a consumer last read",
+    ["stream", "group", "consumer"],
+    multiprocess_mode="mostrecent",
 )
-DEAD_LETTERS_STORED = Gauge("trendflow_dead_letters_stored", "Dead letters held in PostgreSQL")
-SPOOL_EVENTS = Gauge("trendflow_spool_events", "Events waiting in the fallback spool")
-SPOOL_BYTES = Gauge("trendflow_spool_bytes", "Size of the fallback spool")
-EMBEDDING_BACKLOG = Gauge("trendflow_embedding_backlog", "Stored trends whose embedding is not stored yet")
+DEAD_LETTERS_STORED = Gauge(
+    "trendflow_dead_letters_stored", "Dead letters held in PostgreSQL", multiprocess_mode="mostrecent"
+)
+SPOOL_EVENTS = Gauge(
+    "trendflow_spool_events", "Events waiting in the fallback spool", multiprocess_mode="mostrecent"
+)
+SPOOL_BYTES = Gauge("trendflow_spool_bytes", "Size of the fallback spool", multiprocess_mode="mostrecent")
+EMBEDDING_BACKLOG = Gauge(
+    "trendflow_embedding_backlog",
+    "Stored trends whose embedding is not stored yet",
+    multiprocess_mode="mostrecent",
+)
 
 
 def export_status(status: dict) -> None:
@@ -67,3 +100,24 @@ def export_status(status: dict) -> None:
     SPOOL_EVENTS.set(status["spool"]["events"])
     SPOOL_BYTES.set(status["spool"]["bytes"])
     EMBEDDING_BACKLOG.set(status["embedding_backlog"])
+
+
+def render_metrics() -> bytes:
+    """The text exposition: of this process, or of every process of the tree in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def serve_metrics(port: int) -> None:
+    """Expose this worker's metrics on http://0.0.0.0:PORT/metrics (`--metrics-port`)."""
+    from prometheus_client import start_http_server
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(port, registry=registry)
+    else:
+        start_http_server(port)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
@@ -20,6 +22,14 @@ UP_ROLES: tuple[tuple[str, ...], ...] = (
     ("worker", "embed"),
     ("worker", "monitor"),
 )
+
+
+def multiprocess_metrics_env(data_dir: Path) -> dict[str, str]:
+    """The children's environment, with a fresh prometheus multiprocess dir so /metrics covers the whole tree."""
+    metrics_dir = data_dir.resolve() / "metrics" / str(os.getpid())
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
 
 
 @dataclass
@@ -42,6 +52,10 @@ class ProcessTree:
         for role, child in list(self.children.items()):
             if child.poll() is not None:
                 log.warning("process_died_restarting", role=" ".join(role), exit_code=child.returncode)
+                if "PROMETHEUS_MULTIPROC_DIR" in self.env:
+                    from prometheus_client import multiprocess
+
+                    multiprocess.mark_process_dead(child.pid, self.env["PROMETHEUS_MULTIPROC_DIR"])
                 self.children[role] = self._spawn(role)
 
     def stop(self, timeout_s: float = 30.0) -> None:

@@ -95,6 +95,12 @@ def test_thousand_events_stored_and_embedded_once_and_reposting_changes_nothing(
     assert pipeline.query("SELECT max(updated_at) FROM enriched_trends") == trends_before
     print(f"re-posted 1000: stored {counts(pipeline)[0]}, embedded {counts(pipeline)[2]}, duplicates 0")
 
+    # /metrics answers for the whole process tree: the ETL and embedding workers' samples are in the API's scrape.
+    scraped = _metrics(pipeline)
+    assert scraped["trendflow_events_stored_total"] == 2000  # each event was upserted twice, stored once
+    assert scraped["trendflow_time_to_searchable_seconds_count"] == 1000
+    assert scraped["trendflow_model_batch_size_sum"] == 100  # 1,000 texts, 100 distinct
+
     trend = httpx.get(f"{pipeline.url}/v1/trends", params={"source": "e2e", "limit": 1}).json()["items"][0]
     assert trend["embedding_status"] == "succeeded"
     assert set(trend) >= {
@@ -107,6 +113,16 @@ def test_thousand_events_stored_and_embedded_once_and_reposting_changes_nothing(
         "sentiment",
         "language",
     }
+
+
+def _metrics(pipeline: Pipeline) -> dict[str, float]:
+    """Unlabelled samples of the API's /metrics, by name."""
+    samples = {}
+    for line in httpx.get(f"{pipeline.url}/metrics", timeout=10).text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
 
 
 def _raw_stream_drained(pipeline: Pipeline) -> bool:

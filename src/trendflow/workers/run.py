@@ -9,6 +9,7 @@ import structlog
 
 from trendflow.config import Settings
 from trendflow.domain.normalize import Limits
+from trendflow.metrics import serve_metrics
 from trendflow.runtime import Endpoints, open_runtime, prepare_database
 from trendflow.spool import Spool
 from trendflow.streams import names
@@ -19,8 +20,10 @@ log = structlog.get_logger()
 ROLES = ("etl", "embed", "monitor")
 
 
-def run_worker(role: str, settings: Settings) -> None:
+def run_worker(role: str, settings: Settings, *, metrics_port: int | None = None) -> None:
     endpoints = prepare_database(settings)
+    if metrics_port is not None:
+        serve_metrics(metrics_port)
     asyncio.run(_main(role, settings, endpoints))
 
 
