@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from tests.e2e.harness import Pipeline, wait_for
 
+from tests.e2e.harness import Pipeline, wait_for
 from trendflow.engines import engine_processes
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
-from tests.conftest import fixed_clock
 
+from tests.conftest import fixed_clock
 from trendflow.db.pool import connection
 from trendflow.domain.enrich import Enricher
 from trendflow.domain.normalize import Limits
