@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
 import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from trendflow.config import Settings
-from trendflow.db.embeddings import nearest_trends
+from trendflow.db import queries
 from trendflow.db.pool import connection
-from trendflow.db.topics import topic_window_counts
-from trendflow.db.trends import progress_of
+from trendflow.db.topics import find_trending
+from trendflow.db.trends import TrendFilters, progress_of
 from trendflow.errors import TrendflowError
 from trendflow.importer import ImportSummary, import_events
 from trendflow.processes import ProcessTree
 from trendflow.runtime import Endpoints, open_runtime, prepare_database
+from trendflow.search import load_query_embedder, search_trends
+from trendflow.tables import search_table, trending_table
 
 DEMO_QUERY = "people watching the sun disappear behind the moon"
 WAIT_LIMIT_S = 300.0
@@ -80,29 +81,16 @@ async def _wait_and_show(
 
 
 async def _show_trending(conn: psycopg.AsyncConnection, console: Console) -> None:
-    cur = await conn.execute("SELECT max(timestamp) FROM enriched_trends")
+    """What was trending in the sample's last hour (the sample is history: its end stands in for now)."""
+    cur = await conn.execute(queries.LATEST_EVENT_TIME)
     row = await cur.fetchone()
-    until: datetime = row[0] + timedelta(microseconds=1)
-    rows = await topic_window_counts(conn, until - timedelta(hours=1), until, limit=8)
-    table = Table(title=f"top topics in the hour up to {until:%Y-%m-%d %H:%M} UTC (the sample's end)")
-    for column in ("topic", "events", "hour before", "growth"):
-        table.add_column(column, justify="right" if column != "topic" else "left")
-    for r in rows:
-        growth = f"{r['count'] / r['previous']:.1f}x" if r["previous"] else "new"
-        table.add_row(r["topic"], str(r["count"]), str(r["previous"]), growth)
-    console.print(table)
+    if row is None or row[0] is None:
+        return
+    report = await find_trending(conn, window=timedelta(hours=1), at=row[0], limit=8)
+    console.print(trending_table(report.to_json()))
 
 
 async def _show_search(conn: psycopg.AsyncConnection, settings: Settings, console: Console) -> None:
-    from trendflow.embedding.model import shared_embedder
-
-    embedder = await asyncio.to_thread(shared_embedder, settings.embed_device)
-    vector = (await asyncio.to_thread(embedder.encode, [DEMO_QUERY]))[0]
-    rows = await nearest_trends(conn, embedder.name, vector, 5)
-    table = Table(title=f"semantic search: “{DEMO_QUERY}”")
-    table.add_column("score", justify="right")
-    table.add_column("source")
-    table.add_column("text")
-    for r in rows:
-        table.add_row(f"{r['score']:.3f}", r["source"], r["text"])
-    console.print(table)
+    embedder = await load_query_embedder(settings.embed_device)
+    rows = await search_trends(conn, embedder, DEMO_QUERY, 5, TrendFilters(), settings.hnsw_ef_search)
+    console.print(search_table(DEMO_QUERY, rows))

@@ -17,6 +17,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from trendflow import metrics
+from trendflow.alerts import SPOOLING, Alerter
 from trendflow.clock import Clock, epoch_ms, system_clock
 from trendflow.db.dead_letters import DeadLetter, record_dead_letters
 from trendflow.db.pool import connection
@@ -58,6 +59,7 @@ class Ingestor:
     publish_budget_s: float = 2.0
     clock: Clock = system_clock
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.05, cap=0.5))
+    alerter: Alerter | None = None
 
     async def ingest_events(self, items: Sequence[Received]) -> IngestOutcome:
         """Each item is (the parsed event, or why it could not be parsed; the bytes as received)."""
@@ -105,6 +107,11 @@ class Ingestor:
                     if loop.time() + delay >= deadline:
                         log.warning("ingest_spooling", events=len(payloads), error=str(exc) or "timeout")
                         await asyncio.to_thread(self.spool.append, payloads)
+                        if self.alerter is not None:
+                            self.alerter.alert(
+                                SPOOLING, "ingest", severity="critical", count=len(payloads),
+                                summary="Redis unreachable at ingest: accepted events are going to the fallback spool",
+                            )  # fmt: skip
                         return True
                     await asyncio.sleep(delay)
 
@@ -117,6 +124,8 @@ class Ingestor:
             log.warning("api_dead_letters_not_recorded", count=len(letters), error=str(exc))
         for letter in letters:
             metrics.DEAD_LETTERS.labels(stage="api", reason=letter.reason).inc()
+        if self.alerter is not None:
+            self.alerter.dead_letters("api", [letter.reason for letter in letters])
 
 
 def api_dead_letter(payload: bytes, errors: Sequence[FieldError]) -> DeadLetter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,10 +13,14 @@ from uuid import UUID
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from trendflow.alerts import Alerter
+from trendflow.api.dlq_routes import dlq_router
 from trendflow.api.errors import ApiError, install_error_handlers
+from trendflow.api.search_routes import router as search_router
 from trendflow.api.serialize import trend_json
+from trendflow.api.topics_routes import router as topics_router
 from trendflow.clock import Clock, system_clock
 from trendflow.config import Settings
 from trendflow.db import queries
@@ -23,7 +28,9 @@ from trendflow.db.pool import connection
 from trendflow.db.trends import TrendFilters, get_trend, list_trends
 from trendflow.domain.models import FieldError
 from trendflow.domain.normalize import Limits, parse_event_json
+from trendflow.errors import TransientError
 from trendflow.ingest import Ingestor, Received, received_items
+from trendflow.metrics import export_status, render_metrics
 from trendflow.runtime import Runtime, open_runtime, prepare_database
 from trendflow.spool import Spool
 from trendflow.status import collect_status
@@ -65,14 +72,22 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
             app.state.runtime = runtime
             app.state.spool = spool
             app.state.backpressure = Backpressure(runtime, settings.max_lag)
+            alerter = Alerter.from_settings(settings, clock=clock)
             app.state.ingestor = Ingestor(
                 runtime.pool, runtime.redis, spool, Limits(max_text_chars=settings.max_text_chars),
-                publish_budget_s=settings.ingest_timeout_ms / 1000, clock=clock,
+                publish_budget_s=settings.ingest_timeout_ms / 1000, clock=clock, alerter=alerter,
             )  # fmt: skip
-            yield
+            try:
+                yield
+            finally:
+                await alerter.aclose()
 
     app = FastAPI(title="trendflow", version="0.1.0", lifespan=lifespan)
+    app.state.clock = clock
     install_error_handlers(app)
+    app.include_router(dlq_router)
+    app.include_router(topics_router)
+    app.include_router(search_router)
 
     def ingestor(request: Request) -> Ingestor:
         return request.app.state.ingestor
@@ -156,8 +171,13 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics")
-    async def metrics_endpoint() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics_endpoint(request: Request) -> Response:
+        # The counters and histograms are still worth scraping while an engine is down.
+        with contextlib.suppress(TransientError):
+            export_status(
+                await collect_status(runtime(request).pool, runtime(request).redis, request.app.state.spool)
+            )
+        return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
@@ -173,7 +193,11 @@ def split_batch(body: bytes, *, ndjson: bool) -> list[Received]:
     if isinstance(parsed, FieldError):
         raise ApiError(422, parsed.reason, "the body is not a JSON array of events", [parsed.to_json()])
     if not isinstance(parsed, list):
-        raise ApiError(422, "bad_type:batch", "a batch is a JSON array (or NDJSON with Content-Type application/x-ndjson)")
+        raise ApiError(
+            422,
+            "bad_type:batch",
+            "a batch is a JSON array (or NDJSON with Content-Type application/x-ndjson)",
+        )
     if not parsed:
         raise ApiError(422, "empty_batch", "the batch holds no events")
     return received_items(parsed)

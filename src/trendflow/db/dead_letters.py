@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from trendflow.db import queries
@@ -77,3 +79,123 @@ def payload_view(payload: bytes) -> dict[str, str]:
         return {"payload": payload.decode("utf-8"), "payload_encoding": "utf-8"}
     except UnicodeDecodeError:
         return {"payload": base64.b64encode(payload).decode("ascii"), "payload_encoding": "base64"}
+
+
+# -- listing, replay and purge ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilters:
+    """Which letters an operator means; times are compared with last_seen (since ≤ last_seen < until)."""
+
+    stage: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    seen_by: datetime | None = None  # last_seen ≤ seen_by: what existed when a bulk replay started
+    ids: Sequence[UUID] | None = None
+
+
+def _where(
+    filters: DeadLetterFilters, extra: Sequence[sql.Composable] = ()
+) -> tuple[sql.Composable, dict[str, Any]]:
+    conditions: list[sql.Composable] = []
+    params: dict[str, Any] = {}
+    for name, condition in (
+        ("stage", "stage = %(stage)s"),
+        ("reason", "reason = %(reason)s"),
+        ("since", "last_seen >= %(since)s"),
+        ("until", "last_seen < %(until)s"),
+        ("seen_by", "last_seen <= %(seen_by)s"),
+        ("ids", "id = ANY(%(ids)s)"),
+    ):
+        value = getattr(filters, name)
+        if value is not None:
+            conditions.append(sql.SQL(condition))
+            params[name] = list(value) if name == "ids" else value
+    conditions += extra
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    return where, params
+
+
+async def select_dead_letters(
+    conn: psycopg.AsyncConnection,
+    filters: DeadLetterFilters,
+    *,
+    limit: int,
+    before: tuple[datetime, UUID] | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first; `before` is the keyset position (last_seen, id) of the previous page's last row."""
+    extra = [sql.SQL("(last_seen, id) < (%(before_seen)s, %(before_id)s)")] if before else []
+    where, params = _where(filters, extra)
+    if before:
+        params["before_seen"], params["before_id"] = before
+    params["limit"] = limit
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.SQL(queries.LIST_DEAD_LETTERS).format(where=where), params)
+        return await cur.fetchall()
+
+
+async def select_dead_letters_to_replay(
+    conn: psycopg.AsyncConnection,
+    filters: DeadLetterFilters,
+    *,
+    limit: int,
+    after: tuple[datetime, UUID] | None = None,
+    lock: bool,
+) -> list[dict[str, Any]]:
+    """Oldest first after the keyset position `after`; with `lock`, rows another replay holds are skipped."""
+    extra = [sql.SQL("(last_seen, id) > (%(after_seen)s, %(after_id)s)")] if after else []
+    where, params = _where(filters, extra)
+    if after:
+        params["after_seen"], params["after_id"] = after
+    params["limit"] = limit
+    lock_clause = sql.SQL(" FOR UPDATE SKIP LOCKED" if lock else "")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.SQL(queries.SELECT_DEAD_LETTERS_TO_REPLAY).format(where=where, lock=lock_clause), params
+        )
+        return await cur.fetchall()
+
+
+async def lock_dead_letter(conn: psycopg.AsyncConnection, letter_id: UUID) -> dict[str, Any] | None:
+    """The letter, locked until the caller's transaction ends (a concurrent replay of it waits)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(queries.LOCK_DEAD_LETTER, {"id": letter_id})
+        return await cur.fetchone()
+
+
+async def mark_still_failing(
+    conn: psycopg.AsyncConnection, letter_id: UUID, *, reason: str, message: str, error_class: str
+) -> None:
+    await conn.execute(
+        queries.MARK_DEAD_LETTER_STILL_FAILING,
+        {"id": letter_id, "reason": reason, "message": message, "error_class": error_class},
+    )
+
+
+async def delete_dead_letters(conn: psycopg.AsyncConnection, ids: Sequence[UUID]) -> int:
+    if not ids:
+        return 0
+    cur = await conn.execute(queries.DELETE_DEAD_LETTERS, {"ids": list(ids)})
+    return cur.rowcount
+
+
+async def purge_dead_letters(
+    conn: psycopg.AsyncConnection, filters: DeadLetterFilters, *, dry_run: bool
+) -> int:
+    """Delete the matching letters (or only count them); returns how many."""
+    where, params = _where(filters)
+    if dry_run:
+        cur = await conn.execute(sql.SQL(queries.COUNT_MATCHING_DEAD_LETTERS).format(where=where), params)
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+    cur = await conn.execute(sql.SQL(queries.PURGE_DEAD_LETTERS).format(where=where), params)
+    return cur.rowcount
+
+
+async def existing_trend_ids(conn: psycopg.AsyncConnection, ids: Sequence[UUID]) -> set[UUID]:
+    if not ids:
+        return set()
+    cur = await conn.execute(queries.EXISTING_TRENDS, {"ids": list(ids)})
+    return {row[0] for row in await cur.fetchall()}

@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import numpy as np
 import psycopg
-from psycopg.rows import dict_row
 
 from trendflow.db import queries
 
@@ -75,14 +73,6 @@ async def store_embeddings(
         )
         await cur.execute(queries.MARK_EMBEDDED, {"model": model, "ids": [w.trend_id for w in writes]})
         return [(row[0], row[1]) for row in await cur.fetchall()]
-
-
-async def nearest_trends(
-    conn: psycopg.AsyncConnection, model: str, vector: np.ndarray, k: int
-) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(queries.NEAREST_TRENDS, {"model": model, "vector": vector, "k": k})
-        return await cur.fetchall()
 
 
 async def count_embeddings(conn: psycopg.AsyncConnection, model: str) -> int:

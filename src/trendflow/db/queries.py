@@ -59,6 +59,14 @@ GET_TREND = f"SELECT {TREND_COLUMNS} FROM enriched_trends t WHERE t.id = %(id)s"
 
 COUNT_TRENDS = "SELECT count(*) FROM enriched_trends"
 
+LATEST_EVENT_TIME = "SELECT max(timestamp) FROM enriched_trends"
+
+PROGRESS_OF_IDENTITIES = """
+SELECT count(*), count(*) FILTER (WHERE embedding_status = 'succeeded')
+FROM enriched_trends
+WHERE (source, external_id) IN (SELECT * FROM unnest(%(sources)s::text[], %(external_ids)s::text[]))
+"""
+
 # -- embeddings ---------------------------------------------------------------------------------------------
 
 LOAD_TRENDS_TO_EMBED = """
@@ -96,14 +104,6 @@ COUNT_EMBEDDINGS = "SELECT count(*) FROM embedding_records WHERE model = %(model
 
 EMBEDDING_BACKLOG = "SELECT count(*) FROM enriched_trends WHERE embedding_status <> 'succeeded'"
 
-NEAREST_TRENDS = f"""
-SELECT {TREND_COLUMNS}, 1 - (e.embedding <=> %(vector)s) AS score
-FROM embedding_records e JOIN enriched_trends t ON t.id = e.enriched_trend_id
-WHERE e.model = %(model)s
-ORDER BY e.embedding <=> %(vector)s
-LIMIT %(k)s
-"""
-
 # -- dead letters -------------------------------------------------------------------------------------------
 
 UPSERT_DEAD_LETTER = """
@@ -135,22 +135,114 @@ COUNT_DEAD_LETTERS = "SELECT count(*) FROM dead_letters"
 
 MIGRATION_REVISION = "SELECT version_num FROM alembic_version"
 
-# -- topics -------------------------------------------------------------------------------------------------
+# -- search -------------------------------------------------------------------------------------------------
 
-# Events per topic in [since, until) and in the window of the same length before it.
-TOPIC_WINDOW_COUNTS = """
-SELECT topic,
-       count(*) FILTER (WHERE t.timestamp >= %(since)s) AS count,
-       count(*) FILTER (WHERE t.timestamp < %(since)s) AS previous
-FROM enriched_trends t, unnest(t.topics) AS topic
-WHERE t.timestamp >= %(since)s - (%(until)s - %(since)s) AND t.timestamp < %(until)s
+# Both per transaction. ef_search widens the HNSW candidate list; pgvector 0.8's iterative scan keeps walking
+# the graph until the filters have let k rows through, so a selective filter still yields k rows.
+SET_HNSW_EF_SEARCH = "SET LOCAL hnsw.ef_search = {ef_search}"
+
+SET_HNSW_ITERATIVE_SCAN = "SET LOCAL hnsw.iterative_scan = relaxed_order"
+
+# {where} always holds `e.model = %(model)s`, then the read side's filters. relaxed_order may hand rows back
+# slightly out of order, so the materialized inner scan is sorted again by exact distance.
+NEAREST_FILTERED = """
+WITH nearest AS MATERIALIZED (
+    SELECT {columns}, e.embedding <=> %(vector)s AS distance
+    FROM embedding_records e JOIN enriched_trends t ON t.id = e.enriched_trend_id
+    WHERE {where}
+    ORDER BY distance
+    LIMIT %(k)s
+)
+SELECT *, 1 - distance AS score FROM nearest ORDER BY distance, id
+"""
+
+# No row: no such trend. A NULL embedding: the trend's current text has no vector from this model yet.
+TREND_EMBEDDING = """
+SELECT e.embedding
+FROM enriched_trends t
+LEFT JOIN embedding_records e
+    ON e.enriched_trend_id = t.id AND e.model = %(model)s AND e.content_hash = t.content_hash
+WHERE t.id = %(id)s
+"""
+
+# -- dead letters: listing, replay and purge ----------------------------------------------------------------
+
+# {where} is composed in db/dead_letters.py from fixed conditions with psycopg's sql module.
+LIST_DEAD_LETTERS = f"""
+SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters{{where}} ORDER BY last_seen DESC, id DESC LIMIT %(limit)s
+"""
+
+# Oldest first, so that a bulk replay walks forward through the time range; {lock} is empty for a dry run.
+SELECT_DEAD_LETTERS_TO_REPLAY = f"""
+SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters{{where}} ORDER BY last_seen, id LIMIT %(limit)s{{lock}}
+"""
+
+LOCK_DEAD_LETTER = f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = %(id)s FOR UPDATE"
+
+# A replay that still fails keeps the letter and says why it fails now; when it was last seen does not move.
+MARK_DEAD_LETTER_STILL_FAILING = """
+UPDATE dead_letters SET reason = %(reason)s, message = %(message)s, error_class = %(error_class)s
+WHERE id = %(id)s
+"""
+
+DELETE_DEAD_LETTERS = "DELETE FROM dead_letters WHERE id = ANY(%(ids)s)"
+
+PURGE_DEAD_LETTERS = "DELETE FROM dead_letters{where}"
+
+COUNT_MATCHING_DEAD_LETTERS = "SELECT count(*) FROM dead_letters{where}"
+
+EXISTING_TRENDS = "SELECT id FROM enriched_trends WHERE id = ANY(%(ids)s)"
+
+# -- topic volumes (trending) -------------------------------------------------------------------------------
+
+# topic_volumes is kept by triggers on enriched_trends (migration 0002); these statements only read and prune.
+# `%(source)s` NULL means every source.
+
+FIRST_VOLUME_BUCKET = "SELECT min(bucket_start) FROM topic_volumes"
+
+# Events per topic and window (named by its start; windows without events are absent), for the topics with
+# at least `min_support` events in the current window [start, end). One pass over the buckets, no join.
+TOPIC_WINDOW_VOLUMES = """
+WITH per_window AS (
+    SELECT topic, date_bin(%(window)s, bucket_start, %(history_start)s) AS window_start, sum(count)::bigint AS n
+    FROM topic_volumes
+    WHERE bucket_start >= %(history_start)s AND bucket_start < %(end)s
+      AND (%(source)s::text IS NULL OR source = %(source)s::text)
+    GROUP BY topic, window_start
+)
+SELECT topic, window_start, n
+FROM (
+    SELECT topic, window_start, n,
+           sum(n) FILTER (WHERE window_start = %(start)s) OVER (PARTITION BY topic) AS current
+    FROM per_window
+) AS w
+WHERE current >= %(min_support)s
+"""
+
+# The newest few events of each topic in [start, end).
+TOPIC_SAMPLE_IDS = """
+SELECT topic, ARRAY(
+    SELECT t.id FROM enriched_trends t
+    WHERE t.topics @> ARRAY[topic] AND t.timestamp >= %(start)s AND t.timestamp < %(end)s
+      AND (%(source)s::text IS NULL OR t.source = %(source)s::text)
+    ORDER BY t.timestamp DESC, t.id DESC
+    LIMIT %(per_topic)s
+) AS ids
+FROM unnest(%(topics)s::text[]) AS topic
+"""
+
+TOPIC_RANGE_COUNTS = """
+SELECT topic, sum(n)::bigint AS count, jsonb_object_agg(source, n) AS sources
+FROM (
+    SELECT topic, source, sum(count)::bigint AS n
+    FROM topic_volumes
+    WHERE bucket_start >= %(since)s AND bucket_start < %(until)s
+      AND (%(source)s::text IS NULL OR source = %(source)s::text)
+    GROUP BY topic, source
+) AS per_source
 GROUP BY topic
 ORDER BY count DESC, topic
 LIMIT %(limit)s
 """
 
-PROGRESS_OF_IDENTITIES = """
-SELECT count(*), count(*) FILTER (WHERE embedding_status = 'succeeded')
-FROM enriched_trends
-WHERE (source, external_id) IN (SELECT * FROM unnest(%(sources)s::text[], %(external_ids)s::text[]))
-"""
+PRUNE_TOPIC_VOLUMES = "DELETE FROM topic_volumes WHERE bucket_start < %(before)s"

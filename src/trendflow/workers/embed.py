@@ -20,6 +20,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from trendflow import metrics
+from trendflow.alerts import Alerter
 from trendflow.clock import Clock, system_clock
 from trendflow.db.dead_letters import DeadLetter, record_dead_letters
 from trendflow.db.embeddings import (
@@ -72,7 +73,9 @@ class EmbedWorker:
         max_deliveries: int,
         model_batch_size: int = 64,
         clock: Clock = system_clock,
+        alerter: Alerter | None = None,
     ) -> None:
+        self.alerter = alerter
         self.pool = pool
         self.redis = client
         self.embedder = embedder
@@ -112,6 +115,10 @@ class EmbedWorker:
             marked = await store_embeddings(conn, self.embedder.name, writes)
             if letters:
                 await record_dead_letters(conn, letters, self.clock())
+        for letter in letters:
+            metrics.DEAD_LETTERS.labels(stage="embed", reason=letter.reason).inc()
+        if self.alerter is not None and letters:
+            self.alerter.dead_letters("embed", [letter.reason for letter in letters])
         done = [i for tid in trends for i in plan.jobs[tid]] + [
             i for tid in exhausted for i in plan.jobs[tid]
         ]

@@ -16,6 +16,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from trendflow import metrics
+from trendflow.alerts import Alerter
 from trendflow.clock import Clock, system_clock
 from trendflow.db.dead_letters import DeadLetter, record_dead_letters
 from trendflow.db.pool import connection
@@ -83,7 +84,9 @@ class EtlWorker:
         limits: Limits,
         max_deliveries: int,
         clock: Clock = system_clock,
+        alerter: Alerter | None = None,
     ) -> None:
+        self.alerter = alerter
         self.pool = pool
         self.redis = client
         self.enricher = enricher
@@ -131,6 +134,8 @@ class EtlWorker:
         metrics.EVENTS_STORED.inc(len(stored))
         for letter in triage.letters:
             metrics.DEAD_LETTERS.labels(stage="etl", reason=letter.reason).inc()
+        if self.alerter is not None and triage.letters:
+            self.alerter.dead_letters("etl", [letter.reason for letter in triage.letters])
         log.info(
             "etl_batch",
             entries=len(entries),

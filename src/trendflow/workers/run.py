@@ -7,10 +7,11 @@ import signal
 
 import structlog
 
+from trendflow.alerts import Alerter
 from trendflow.config import Settings
 from trendflow.domain.normalize import Limits
 from trendflow.metrics import serve_metrics
-from trendflow.runtime import Endpoints, open_runtime, prepare_database
+from trendflow.runtime import Endpoints, Runtime, open_runtime, prepare_database
 from trendflow.spool import Spool
 from trendflow.streams import names
 from trendflow.workers.loop import LoopSettings, consumer_name, run_consumer
@@ -36,33 +37,45 @@ def _install_stop(stop: asyncio.Event) -> None:
 async def _main(role: str, settings: Settings, endpoints: Endpoints) -> None:
     stop = asyncio.Event()
     _install_stop(stop)
+    alerter = Alerter.from_settings(settings)
     async with open_runtime(settings, endpoints, pool_size=4) as runtime:
         log.info("worker_started", role=role)
-        if role == "etl":
-            from trendflow.domain.enrich import Enricher
-            from trendflow.workers.etl import EtlWorker
-
-            etl = EtlWorker(
-                runtime.pool, runtime.redis, Enricher(),
-                limits=Limits(max_text_chars=settings.max_text_chars), max_deliveries=settings.max_deliveries,
-            )  # fmt: skip
-            loop = LoopSettings(names.RAW_STREAM, names.ETL_GROUP, consumer_name("etl"),
-                                settings.etl_batch_size, settings.claim_idle_ms)  # fmt: skip
-            await run_consumer(runtime.redis, loop, etl.process_batch, stop)
-        elif role == "embed":
-            from trendflow.embedding.model import shared_embedder
-            from trendflow.workers.embed import EmbedWorker
-
-            embedder = await asyncio.to_thread(shared_embedder, settings.embed_device)
-            embed = EmbedWorker(runtime.pool, runtime.redis, embedder, max_deliveries=settings.max_deliveries,
-                                model_batch_size=settings.embed_batch_size)  # fmt: skip
-            loop = LoopSettings(names.EMBED_STREAM, names.EMBED_GROUP, consumer_name("embed"),
-                                settings.embed_batch_size, settings.claim_idle_ms)  # fmt: skip
-            await run_consumer(runtime.redis, loop, embed.process_batch, stop)
-        elif role == "monitor":
-            from trendflow.workers.monitor import run_monitor
-
-            await run_monitor(runtime.redis, Spool(settings.spool_path), stop)
-        else:
-            raise ValueError(f"unknown worker role {role!r}; one of {', '.join(ROLES)}")
+        try:
+            await _run_role(role, settings, runtime, alerter, stop)
+        finally:
+            await alerter.aclose()
         log.info("worker_stopped", role=role)
+
+
+async def _run_role(
+    role: str, settings: Settings, runtime: Runtime, alerter: Alerter, stop: asyncio.Event
+) -> None:
+    if role == "etl":
+        from trendflow.domain.enrich import Enricher
+        from trendflow.workers.etl import EtlWorker
+
+        enricher = await asyncio.to_thread(Enricher)
+        etl = EtlWorker(
+            runtime.pool, runtime.redis, enricher, limits=Limits(max_text_chars=settings.max_text_chars),
+            max_deliveries=settings.max_deliveries, alerter=alerter,
+        )  # fmt: skip
+        loop = LoopSettings(names.RAW_STREAM, names.ETL_GROUP, consumer_name("etl"),
+                            settings.etl_batch_size, settings.claim_idle_ms)  # fmt: skip
+        await run_consumer(runtime.redis, loop, etl.process_batch, stop)
+    elif role == "embed":
+        from trendflow.embedding.model import shared_embedder
+        from trendflow.workers.embed import EmbedWorker
+
+        embedder = await asyncio.to_thread(shared_embedder, settings.embed_device)
+        embed = EmbedWorker(runtime.pool, runtime.redis, embedder, max_deliveries=settings.max_deliveries,
+                            model_batch_size=settings.embed_batch_size, alerter=alerter)  # fmt: skip
+        loop = LoopSettings(names.EMBED_STREAM, names.EMBED_GROUP, consumer_name("embed"),
+                            settings.embed_batch_size, settings.claim_idle_ms)  # fmt: skip
+        await run_consumer(runtime.redis, loop, embed.process_batch, stop)
+    elif role == "monitor":
+        from trendflow.workers.monitor import MonitorSettings, run_monitor
+
+        watch = MonitorSettings(claim_idle_ms=settings.claim_idle_ms)
+        await run_monitor(runtime.pool, runtime.redis, Spool(settings.spool_path), alerter, watch, stop)
+    else:
+        raise ValueError(f"unknown worker role {role!r}; one of {', '.join(ROLES)}")
