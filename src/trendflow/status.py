@@ -9,7 +9,7 @@ import redis.asyncio as redis
 from psycopg_pool import AsyncConnectionPool
 
 from trendflow.db.dead_letters import count_dead_letters
-from trendflow.db.embeddings import embedding_backlog
+from trendflow.db.embeddings import embedding_backlog, latest_activity
 from trendflow.db.pool import connection
 from trendflow.spool import Spool
 from trendflow.streams import names
@@ -36,10 +36,15 @@ async def collect_status(pool: AsyncConnectionPool, client: redis.Redis, spool: 
     async with connection(pool) as conn:
         dead_letters = await count_dead_letters(conn)
         backlog = await embedding_backlog(conn)
+        ingested_at, embedded_at = await latest_activity(conn)
     spooled = await asyncio.to_thread(spool.status)
     return {
         "streams": streams,
         "dead_letters": dead_letters,
         "spool": {"events": spooled.events, "bytes": spooled.bytes, "torn": spooled.torn},
         "embedding_backlog": backlog,
+        "latest": {
+            "ingested_at": ingested_at.isoformat() if ingested_at else None,
+            "embedded_at": embedded_at.isoformat() if embedded_at else None,
+        },
     }

@@ -101,6 +101,9 @@ def test_thousand_events_stored_and_embedded_once_and_reposting_changes_nothing(
     assert scraped["trendflow_time_to_searchable_seconds_count"] == 1000
     assert scraped["trendflow_model_batch_size_sum"] == 100  # 1,000 texts, 100 distinct
 
+    latest = httpx.get(f"{pipeline.url}/v1/ops/status", timeout=10).json()["latest"]
+    assert latest["ingested_at"] and latest["embedded_at"]  # what a polling agent reads
+
     trend = httpx.get(f"{pipeline.url}/v1/trends", params={"source": "e2e", "limit": 1}).json()["items"][0]
     assert trend["embedding_status"] == "succeeded"
     assert set(trend) >= {

@@ -123,3 +123,12 @@ def test_metrics_answer_counts_and_stream_gauges(client: TestClient) -> None:
     assert 'trendflow_events_rejected_total{reason="missing_field:external_id"}' in text
     assert 'trendflow_stream_length{stream="trends:raw"} 1.0' in text
     assert "trendflow_embedding_backlog 0.0" in text
+
+
+def test_ops_status_has_the_documented_shape(client: TestClient) -> None:
+    client.post("/v1/events", json=GOOD)
+    status = client.get("/v1/ops/status").json()
+    assert status["streams"]["trends:raw"]["length"] == 1
+    assert set(status) >= {"streams", "dead_letters", "spool", "embedding_backlog", "latest"}
+    assert status["spool"] == {"events": 0, "bytes": 0, "torn": False}
+    assert status["latest"] == {"ingested_at": None, "embedded_at": None}  # nothing stored until the ETL runs

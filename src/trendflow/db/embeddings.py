@@ -85,3 +85,10 @@ async def embedding_backlog(conn: psycopg.AsyncConnection) -> int:
     cur = await conn.execute(queries.EMBEDDING_BACKLOG)
     row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+async def latest_activity(conn: psycopg.AsyncConnection) -> tuple[datetime | None, datetime | None]:
+    """(newest trend stored, newest embedding written), None before the first."""
+    cur = await conn.execute(queries.LATEST_ACTIVITY)
+    row = await cur.fetchone()
+    return (row[0], row[1]) if row else (None, None)

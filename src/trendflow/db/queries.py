@@ -104,6 +104,11 @@ COUNT_EMBEDDINGS = "SELECT count(*) FROM embedding_records WHERE model = %(model
 
 EMBEDDING_BACKLOG = "SELECT count(*) FROM enriched_trends WHERE embedding_status <> 'succeeded'"
 
+# For agents polling for new material: when the newest trend was stored and the newest embedding written.
+LATEST_ACTIVITY = """
+SELECT (SELECT max(created_at) FROM enriched_trends), (SELECT max(updated_at) FROM embedding_records)
+"""
+
 # -- dead letters -------------------------------------------------------------------------------------------
 
 UPSERT_DEAD_LETTER = """
