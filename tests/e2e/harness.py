@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,10 +92,10 @@ class Pipeline:
 
     def database_url(self) -> str:
         """The embedded PostgreSQL's URL, read from the supervisor's state file."""
-        import json
+        return str(json.loads((self.data_dir / "engines" / "state.json").read_text())["database_url"])
 
-        state = json.loads((self.data_dir / "engines" / "state.json").read_text())
-        return str(state["database_url"])
+    def redis_url(self) -> str:
+        return str(json.loads((self.data_dir / "engines" / "state.json").read_text())["redis_url"])
 
     def query(self, sql: str, params: Any = None) -> list[tuple]:
         with psycopg.connect(self.database_url(), autocommit=True) as conn:
@@ -111,3 +114,29 @@ class Pipeline:
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-5000:] for p in sorted(self.data_dir.glob("*.log")))
+
+
+class WebhookReceiver:
+    """A real HTTP endpoint on 127.0.0.1 that records every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/alerts"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
