@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -67,16 +68,30 @@ def template_database(engine_urls: tuple[str, str]) -> str:
     return TEMPLATE_DB
 
 
-@pytest.fixture
-def database_url(engine_urls: tuple[str, str], template_database: str) -> Iterator[str]:
-    """A fresh, migrated database for this test alone."""
-    admin_url = engine_urls[0]
+@contextmanager
+def scratch_database(admin_url: str, template: str | None = None) -> Iterator[str]:
+    """A database of its own for one test (a copy of `template` when given), dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     yield with_database(admin_url, name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(engine_urls: tuple[str, str], template_database: str) -> Iterator[str]:
+    """A fresh, migrated database for this test alone."""
+    with scratch_database(engine_urls[0], template_database) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_database(engine_urls: tuple[str, str]) -> Iterator[str]:
+    """A database with nothing in it: no extension, no table, no alembic_version."""
+    with scratch_database(engine_urls[0]) as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,10 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -82,19 +79,6 @@ def test_a_command_not_built_yet_says_so_and_fails(tmp_path: Path) -> None:
     assert "not built yet" in output
     assert "keys list" in output
     assert "Traceback" not in output
-
-
-@pytest.fixture
-def empty_database(engine_urls: tuple[str, str]) -> Iterator[str]:
-    """A database without any schema, on the session's PostgreSQL."""
-    admin_url = engine_urls[0]
-    name = f"cli_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(admin_url)
-    yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_migrate_creates_the_schema_on_the_given_database(

@@ -7,9 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -29,23 +27,6 @@ sys.stdin.readline()
 migrate(sys.argv[1])
 print("migrated", flush=True)
 """
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-@pytest.fixture
-def empty_database(engine_urls: tuple[str, str]) -> Iterator[str]:
-    """A database with nothing in it: no extension, no table, no alembic_version."""
-    admin_url = engine_urls[0]
-    name = f"empty_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield with_database(admin_url, name)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def scalar(url: str, query: str, params: tuple[object, ...] = ()) -> object:

@@ -15,6 +15,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from trendflow.db import queries
+from trendflow.db.pool import fetch_count
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +69,7 @@ async def get_dead_letter(conn: psycopg.AsyncConnection, letter_id: UUID) -> dic
 
 
 async def count_dead_letters(conn: psycopg.AsyncConnection) -> int:
-    cur = await conn.execute(queries.COUNT_DEAD_LETTERS)
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    return await fetch_count(conn, queries.COUNT_DEAD_LETTERS)
 
 
 def payload_view(payload: bytes) -> dict[str, str]:
@@ -187,9 +186,9 @@ async def purge_dead_letters(
     """Delete the matching letters (or only count them); returns how many."""
     where, params = _where(filters)
     if dry_run:
-        cur = await conn.execute(sql.SQL(queries.COUNT_MATCHING_DEAD_LETTERS).format(where=where), params)
-        row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return await fetch_count(
+            conn, sql.SQL(queries.COUNT_MATCHING_DEAD_LETTERS).format(where=where), params
+        )
     cur = await conn.execute(sql.SQL(queries.PURGE_DEAD_LETTERS).format(where=where), params)
     return cur.rowcount
 

@@ -11,6 +11,7 @@ import numpy as np
 import psycopg
 
 from trendflow.db import queries
+from trendflow.db.pool import fetch_count
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +76,8 @@ async def store_embeddings(
         return [(row[0], row[1]) for row in await cur.fetchall()]
 
 
-async def count_embeddings(conn: psycopg.AsyncConnection, model: str) -> int:
-    cur = await conn.execute(queries.COUNT_EMBEDDINGS, {"model": model})
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
-
-
 async def embedding_backlog(conn: psycopg.AsyncConnection) -> int:
-    cur = await conn.execute(queries.EMBEDDING_BACKLOG)
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    return await fetch_count(conn, queries.EMBEDDING_BACKLOG)
 
 
 async def latest_activity(conn: psycopg.AsyncConnection) -> tuple[datetime | None, datetime | None]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector_async
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from trendflow.errors import PermanentError, TransientError
@@ -57,3 +59,12 @@ async def connection(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncCo
         ) from exc
     except psycopg.InterfaceError as exc:
         raise TransientError(f"PostgreSQL connection lost: {exc}") from exc
+
+
+async def fetch_count(
+    conn: psycopg.AsyncConnection, query: str | sql.Composed, params: dict[str, Any] | None = None
+) -> int:
+    """The single integer a count(*) query answers."""
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0

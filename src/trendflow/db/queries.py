@@ -100,8 +100,6 @@ WHERE e.enriched_trend_id = t.id AND e.model = %(model)s AND e.content_hash = t.
 RETURNING t.id, t.accepted_at
 """
 
-COUNT_EMBEDDINGS = "SELECT count(*) FROM embedding_records WHERE model = %(model)s"
-
 EMBEDDING_BACKLOG = "SELECT count(*) FROM enriched_trends WHERE embedding_status <> 'succeeded'"
 
 # For agents polling for new material: when the newest trend was stored and the newest embedding written.
@@ -251,3 +249,22 @@ LIMIT %(limit)s
 """
 
 PRUNE_TOPIC_VOLUMES = "DELETE FROM topic_volumes WHERE bucket_start < %(before)s"
+
+# -- api keys -----------------------------------------------------------------------------------------------
+
+INSERT_API_KEY = """
+INSERT INTO api_keys (name, key_hash, sources, created_at)
+VALUES (%(name)s, %(key_hash)s, %(sources)s, %(now)s)
+RETURNING id, name, sources, created_at, revoked_at
+"""
+
+LIST_API_KEYS = """
+SELECT id, name, sources, created_at, revoked_at FROM api_keys ORDER BY created_at, id
+"""
+
+ACTIVE_API_KEY_HASHES = "SELECT id, key_hash, sources FROM api_keys WHERE revoked_at IS NULL"
+
+REVOKE_API_KEY = """
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, %(now)s) WHERE id = %(id)s
+RETURNING id, name, sources, created_at, revoked_at
+"""

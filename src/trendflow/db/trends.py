@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from trendflow.db import queries
+from trendflow.db.pool import fetch_count
 from trendflow.domain.enrich import Enrichment
 from trendflow.domain.models import TrendEvent
 from trendflow.errors import PermanentError
@@ -146,9 +147,7 @@ async def get_trend(conn: psycopg.AsyncConnection, trend_id: UUID) -> dict[str, 
 
 
 async def count_trends(conn: psycopg.AsyncConnection) -> int:
-    cur = await conn.execute(queries.COUNT_TRENDS)
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    return await fetch_count(conn, queries.COUNT_TRENDS)
 
 
 def encode_cursor(timestamp: datetime, trend_id: UUID) -> str:
