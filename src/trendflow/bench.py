@@ -50,7 +50,7 @@ from trendflow.processes import ProcessTree
 from trendflow.runtime import Endpoints, Runtime, open_runtime
 from trendflow.streams import names
 from trendflow.streams.consumer import Entry, ensure_group, read_new
-from trendflow.workers.embed import EmbedWorker, plan_jobs
+from trendflow.workers.embed import MODEL_BATCHES_PER_READ, EmbedWorker, plan_jobs
 from trendflow.workers.etl import EtlWorker
 
 T = TypeVar("T")
@@ -383,12 +383,13 @@ async def measure_embed(runtime: Runtime, settings: Settings, plan: BenchPlan, s
     from trendflow.embedding.model import shared_embedder
 
     size = settings.embed_batch_size
+    read_size = size * MODEL_BATCHES_PER_READ  # as the worker's loop reads
     await ensure_group(runtime.redis, names.EMBED_STREAM, names.EMBED_GROUP)
     batches: list[list[Entry]] = []
     wanted = plan.embed_texts
     while wanted > 0:
         entries = await read_new(runtime.redis, names.EMBED_STREAM, names.EMBED_GROUP, CONSUMER,
-                                 count=min(size, wanted), block_ms=10)  # fmt: skip
+                                 count=min(read_size, wanted), block_ms=10)  # fmt: skip
         if not entries:
             break
         batches.append(entries)
@@ -402,7 +403,7 @@ async def measure_embed(runtime: Runtime, settings: Settings, plan: BenchPlan, s
     embedder = await asyncio.to_thread(shared_embedder, settings.embed_device)
     embedder.encode(["warming the model up"], batch_size=size)
 
-    step(f"embed: process_batch and raw encode, alternating, over {count:,} texts in batches of {size}")
+    step(f"embed: process_batch and raw encode, alternating, over {count:,} texts, model batches of {size}")
     worker = EmbedWorker(runtime.pool, runtime.redis, embedder, max_deliveries=settings.max_deliveries,
                          model_batch_size=size)  # fmt: skip
     # Alternating batch by batch, so that both sides see the same load from anything else on the machine.

@@ -54,14 +54,19 @@ def test_a_body_that_is_not_json_is_422_bad_json(client: TestClient) -> None:
     assert response.json()["error"]["code"] == "bad_json"
 
 
-def test_batch_accepts_good_items_and_reports_bad_ones_by_index(client: TestClient, settings: Settings) -> None:
+def test_batch_accepts_good_items_and_reports_bad_ones_by_index(
+    client: TestClient, settings: Settings
+) -> None:
     batch = [GOOD, {"external_id": 2, "source": "web"}, {**GOOD, "external_id": 3}]
     response = client.post("/v1/events/batch", json=batch)
     assert response.status_code == 202
     body = response.json()
     assert body["accepted"] == 2 and body["spooled"] == 0
     assert [r["index"] for r in body["rejected"]] == [1]
-    assert {e["reason"] for e in body["rejected"][0]["errors"]} == {"missing_field:text", "missing_field:timestamp"}
+    assert {e["reason"] for e in body["rejected"][0]["errors"]} == {
+        "missing_field:text",
+        "missing_field:timestamp",
+    }
     assert len(raw_entries(settings)) == 2
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from psycopg_pool import AsyncConnectionPool
-from tests.conftest import FIXED_NOW, shared_data
 
+from tests.conftest import FIXED_NOW, shared_data
 from trendflow.api.app import create_app
 from trendflow.config import Settings
 from trendflow.db.embeddings import EmbeddingWrite, store_embeddings

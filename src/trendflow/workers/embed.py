@@ -8,6 +8,7 @@ cached by content hash across the whole table, and a row whose text did not chan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ from trendflow.streams.backlog import trim_acknowledged
 from trendflow.streams.consumer import Entry, ack, fields_as_bytes
 
 log = structlog.get_logger()
+
+# Jobs read per batch, in model batches: the worker encodes one while it stores the one before.
+MODEL_BATCHES_PER_READ = 4
 
 
 @dataclass(slots=True)
@@ -94,8 +98,7 @@ class EmbedWorker:
                 conn, self.embedder.name, sorted({t.content_hash for t in trends.values()})
             )
         missing = [tid for tid in plan.jobs if tid not in trends]
-        vectors = await self._vectors_for(list(trends.values()), cached)
-        writes = [EmbeddingWrite(t.id, t.content_hash, vectors[t.content_hash]) for t in trends.values()]
+        marked = await self._encode_and_store(list(trends.values()), cached)
         letters = [
             DeadLetter(
                 "embed", "bad_job", fields_as_bytes(e), message="entry has no valid trend_id", stream_id=e.id
@@ -111,9 +114,8 @@ class EmbedWorker:
                        deliveries=max(deliveries[i] for i in plan.jobs[tid]), stream_id=plan.jobs[tid][0])
             for tid in exhausted
         ]  # fmt: skip
-        async with connection(self.pool) as conn:
-            marked = await store_embeddings(conn, self.embedder.name, writes)
-            if letters:
+        if letters:
+            async with connection(self.pool) as conn:
                 await record_dead_letters(conn, letters, self.clock())
         for letter in letters:
             metrics.DEAD_LETTERS.labels(stage="embed", reason=letter.reason).inc()
@@ -132,21 +134,41 @@ class EmbedWorker:
         self._observe(marked, started, len(entries), len(missing) - len(exhausted))
         return len(missing) - len(exhausted)
 
-    async def _vectors_for(
+    async def _encode_and_store(
         self, trends: list[TrendToEmbed], cached: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """Encode each distinct text not already in the cache, in one model call off the event loop."""
-        todo: dict[str, str] = {}
+    ) -> list[tuple[UUID, datetime | None]]:
+        """Encode each distinct uncached text, one model batch at a time, and store each batch's vectors while
+        the next batch encodes, so that the model never waits on PostgreSQL (an HNSW insert is not free)."""
+        by_hash: dict[str, list[TrendToEmbed]] = {}
         for trend in trends:
-            if trend.content_hash not in cached:
-                todo.setdefault(trend.content_hash, trend.text)
-        if not todo:
-            return cached
-        texts = list(todo.values())
-        self.model_inputs += len(texts)
-        metrics.MODEL_BATCH_SIZE.observe(len(texts))
-        encoded = await asyncio.to_thread(self.embedder.encode, texts, batch_size=self.model_batch_size)
-        return {**cached, **dict(zip(todo, encoded, strict=True))}
+            by_hash.setdefault(trend.content_hash, []).append(trend)
+        todo = [h for h in by_hash if h not in cached]
+
+        async def store(vectors: dict[str, np.ndarray]) -> list[tuple[UUID, datetime | None]]:
+            writes = [EmbeddingWrite(t.id, h, vector) for h, vector in vectors.items() for t in by_hash[h]]
+            async with connection(self.pool) as conn:
+                return await store_embeddings(conn, self.embedder.name, writes)
+
+        marked: list[tuple[UUID, datetime | None]] = []
+        storing = asyncio.create_task(store({h: v for h, v in cached.items() if h in by_hash}))
+        try:
+            for start in range(0, len(todo), self.model_batch_size):
+                chunk = todo[start : start + self.model_batch_size]
+                texts = [by_hash[h][0].text for h in chunk]
+                self.model_inputs += len(texts)
+                metrics.MODEL_BATCH_SIZE.observe(len(texts))
+                encoded = await asyncio.to_thread(
+                    self.embedder.encode, texts, batch_size=self.model_batch_size
+                )
+                marked += await storing
+                storing = asyncio.create_task(store(dict(zip(chunk, encoded, strict=True))))
+            marked += await storing
+        finally:
+            if not storing.done():
+                storing.cancel()
+                with contextlib.suppress(BaseException):
+                    await storing
+        return marked
 
     def _observe(
         self, marked: list[tuple[UUID, datetime | None]], started: float, entries: int, waiting: int

@@ -64,13 +64,13 @@ async def _run_role(
         await run_consumer(runtime.redis, loop, etl.process_batch, stop)
     elif role == "embed":
         from trendflow.embedding.model import shared_embedder
-        from trendflow.workers.embed import EmbedWorker
+        from trendflow.workers.embed import MODEL_BATCHES_PER_READ, EmbedWorker
 
         embedder = await asyncio.to_thread(shared_embedder, settings.embed_device)
         embed = EmbedWorker(runtime.pool, runtime.redis, embedder, max_deliveries=settings.max_deliveries,
                             model_batch_size=settings.embed_batch_size, alerter=alerter)  # fmt: skip
         loop = LoopSettings(names.EMBED_STREAM, names.EMBED_GROUP, consumer_name("embed"),
-                            settings.embed_batch_size, settings.claim_idle_ms)  # fmt: skip
+                            settings.embed_batch_size * MODEL_BATCHES_PER_READ, settings.claim_idle_ms)  # fmt: skip
         await run_consumer(runtime.redis, loop, embed.process_batch, stop)
     elif role == "monitor":
         from trendflow.workers.monitor import MonitorSettings, run_monitor
