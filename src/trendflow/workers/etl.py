@@ -6,6 +6,8 @@ the raw entries pending, and their redelivery changes nothing already stored.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +33,9 @@ from trendflow.streams.consumer import Entry, ack, fields_as_bytes
 from trendflow.streams.producer import publish_embed_jobs
 
 log = structlog.get_logger()
+
+# A batch is triaged and stored in this many slices, each slice's store overlapping the next one's triage.
+PIPELINE_SLICES = 2
 
 
 @dataclass(slots=True)
@@ -123,14 +128,36 @@ class EtlWorker:
         return result
 
     async def process_batch(self, entries: list[Entry]) -> int:
+        """Triage each slice of the batch in a thread while the slice before it is committed, published and
+        acked: normalizing and enriching (CPU, here) overlap the upsert (CPU, in PostgreSQL's process)."""
         started = time.perf_counter()
-        triage = self.triage(entries)
+        size = -(-len(entries) // PIPELINE_SLICES)
+        committing: asyncio.Task[None] | None = None
+        try:
+            for start in range(0, len(entries), size):
+                piece = entries[start : start + size]
+                triage = await asyncio.to_thread(self.triage, piece)
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(self._commit(piece, triage))
+            if committing is not None:
+                await committing
+        finally:
+            if committing is not None and not committing.done():
+                committing.cancel()
+                with contextlib.suppress(BaseException):
+                    await committing
+        metrics.ETL_BATCH_SECONDS.observe(time.perf_counter() - started)
+        return 0
+
+    async def _commit(self, entries: list[Entry], triage: Triage) -> None:
+        """Store, then publish the embed jobs, then ack: the order that makes a crash anywhere harmless."""
+        started = time.perf_counter()
         stored = await self._store(triage)
         await publish_embed_jobs(self.redis, [t.id for t in stored if t.needs_embedding])
         await ack(self.redis, names.RAW_STREAM, names.ETL_GROUP, [e.id for e in entries])
         await trim_acknowledged(self.redis, names.RAW_STREAM, names.ETL_GROUP)
         elapsed = time.perf_counter() - started
-        metrics.ETL_BATCH_SECONDS.observe(elapsed)
         metrics.EVENTS_STORED.inc(len(stored))
         for letter in triage.letters:
             metrics.DEAD_LETTERS.labels(stage="etl", reason=letter.reason).inc()
@@ -141,9 +168,8 @@ class EtlWorker:
             entries=len(entries),
             stored=len(stored),
             dead_letters=len(triage.letters),
-            duration_ms=round(elapsed * 1000, 1),
+            store_ms=round(elapsed * 1000, 1),
         )
-        return 0
 
     async def _store(self, triage: Triage) -> list[StoredTrend]:
         """One transaction for the batch; if the database refuses a row, isolate it so the others still land."""
