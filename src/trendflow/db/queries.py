@@ -268,3 +268,27 @@ REVOKE_API_KEY = """
 UPDATE api_keys SET revoked_at = coalesce(revoked_at, %(now)s) WHERE id = %(id)s
 RETURNING id, name, sources, created_at, revoked_at
 """
+
+# -- re-embedding ---------------------------------------------------------------------------------------------
+
+# Trends with no embedding of their current text by this model, oldest first, after a keyset position.
+REEMBED_CANDIDATES = """
+SELECT t.id, t.text, t.content_hash, t.accepted_at, t.created_at
+FROM enriched_trends t
+WHERE NOT EXISTS (
+        SELECT 1 FROM embedding_records e
+        WHERE e.enriched_trend_id = t.id AND e.model = %(model)s AND e.content_hash = t.content_hash)
+  AND (%(since)s::timestamptz IS NULL OR t.timestamp >= %(since)s::timestamptz)
+  AND (t.created_at, t.id) > (%(after_created)s, %(after_id)s)
+ORDER BY t.created_at, t.id
+LIMIT %(limit)s
+"""
+
+COUNT_REEMBED_CANDIDATES = """
+SELECT count(*)
+FROM enriched_trends t
+WHERE NOT EXISTS (
+        SELECT 1 FROM embedding_records e
+        WHERE e.enriched_trend_id = t.id AND e.model = %(model)s AND e.content_hash = t.content_hash)
+  AND (%(since)s::timestamptz IS NULL OR t.timestamp >= %(since)s::timestamptz)
+"""

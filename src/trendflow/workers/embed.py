@@ -94,11 +94,11 @@ class EmbedWorker:
         deliveries = {e.id: e.deliveries for e in entries}
         async with connection(self.pool) as conn:
             trends = await load_trends_to_embed(conn, list(plan.jobs))
-            cached = await load_cached_embeddings(
-                conn, self.embedder.name, sorted({t.content_hash for t in trends.values()})
-            )
         missing = [tid for tid in plan.jobs if tid not in trends]
-        marked = await self._encode_and_store(list(trends.values()), cached)
+        marked, model_inputs = await embed_trends(
+            self.pool, self.embedder, list(trends.values()), model_batch_size=self.model_batch_size
+        )
+        self.model_inputs += model_inputs
         letters = [
             DeadLetter(
                 "embed", "bad_job", fields_as_bytes(e), message="entry has no valid trend_id", stream_id=e.id
@@ -134,42 +134,6 @@ class EmbedWorker:
         self._observe(marked, started, len(entries), len(missing) - len(exhausted))
         return len(missing) - len(exhausted)
 
-    async def _encode_and_store(
-        self, trends: list[TrendToEmbed], cached: dict[str, np.ndarray]
-    ) -> list[tuple[UUID, datetime | None]]:
-        """Encode each distinct uncached text, one model batch at a time, and store each batch's vectors while
-        the next batch encodes, so that the model never waits on PostgreSQL (an HNSW insert is not free)."""
-        by_hash: dict[str, list[TrendToEmbed]] = {}
-        for trend in trends:
-            by_hash.setdefault(trend.content_hash, []).append(trend)
-        todo = [h for h in by_hash if h not in cached]
-
-        async def store(vectors: dict[str, np.ndarray]) -> list[tuple[UUID, datetime | None]]:
-            writes = [EmbeddingWrite(t.id, h, vector) for h, vector in vectors.items() for t in by_hash[h]]
-            async with connection(self.pool) as conn:
-                return await store_embeddings(conn, self.embedder.name, writes)
-
-        marked: list[tuple[UUID, datetime | None]] = []
-        storing = asyncio.create_task(store({h: v for h, v in cached.items() if h in by_hash}))
-        try:
-            for start in range(0, len(todo), self.model_batch_size):
-                chunk = todo[start : start + self.model_batch_size]
-                texts = [by_hash[h][0].text for h in chunk]
-                self.model_inputs += len(texts)
-                metrics.MODEL_BATCH_SIZE.observe(len(texts))
-                encoded = await asyncio.to_thread(
-                    self.embedder.encode, texts, batch_size=self.model_batch_size
-                )
-                marked += await storing
-                storing = asyncio.create_task(store(dict(zip(chunk, encoded, strict=True))))
-            marked += await storing
-        finally:
-            if not storing.done():
-                storing.cancel()
-                with contextlib.suppress(BaseException):
-                    await storing
-        return marked
-
     def _observe(
         self, marked: list[tuple[UUID, datetime | None]], started: float, entries: int, waiting: int
     ) -> None:
@@ -182,3 +146,42 @@ class EmbedWorker:
         metrics.EVENTS_EMBEDDED.inc(len(marked))
         log.info("embed_batch", entries=entries, embedded=len(marked), waiting_for_row=waiting,
                  duration_ms=round(elapsed * 1000, 1))  # fmt: skip
+
+
+async def embed_trends(
+    pool: AsyncConnectionPool, embedder: Embedder, trends: Sequence[TrendToEmbed], *, model_batch_size: int
+) -> tuple[list[tuple[UUID, datetime | None]], int]:
+    """Embed and store these trends; returns the (id, accepted_at) marked embedded and how many texts the
+    model was given. Each distinct text not already embedded anywhere (content-hash cache) is encoded once,
+    a model batch at a time, and each batch's vectors are stored while the next one encodes, so that the
+    model never waits on PostgreSQL (an HNSW insert is not free)."""
+    by_hash: dict[str, list[TrendToEmbed]] = {}
+    for trend in trends:
+        by_hash.setdefault(trend.content_hash, []).append(trend)
+    async with connection(pool) as conn:
+        cached = await load_cached_embeddings(conn, embedder.name, sorted(by_hash))
+    todo = [h for h in by_hash if h not in cached]
+
+    async def store(vectors: dict[str, np.ndarray]) -> list[tuple[UUID, datetime | None]]:
+        writes = [EmbeddingWrite(t.id, h, vector) for h, vector in vectors.items() for t in by_hash[h]]
+        async with connection(pool) as conn:
+            return await store_embeddings(conn, embedder.name, writes)
+
+    marked: list[tuple[UUID, datetime | None]] = []
+    storing = asyncio.create_task(store(cached))
+    try:
+        for start in range(0, len(todo), model_batch_size):
+            chunk = todo[start : start + model_batch_size]
+            metrics.MODEL_BATCH_SIZE.observe(len(chunk))
+            encoded = await asyncio.to_thread(
+                embedder.encode, [by_hash[h][0].text for h in chunk], batch_size=model_batch_size
+            )
+            marked += await storing
+            storing = asyncio.create_task(store(dict(zip(chunk, encoded, strict=True))))
+        marked += await storing
+    finally:
+        if not storing.done():
+            storing.cancel()
+            with contextlib.suppress(BaseException):
+                await storing
+    return marked, len(todo)
