@@ -118,21 +118,31 @@ def filter_conditions(filters: TrendFilters, alias: str = "t") -> tuple[list[sql
 
 
 async def list_trends(
-    conn: psycopg.AsyncConnection, filters: TrendFilters, *, limit: int, cursor: str | None = None
+    conn: psycopg.AsyncConnection,
+    filters: TrendFilters,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    oldest_first: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first by event time; the cursor is a keyset position, so paging never repeats or skips a row."""
+    """By event time, newest first unless asked; the cursor is a keyset position, so paging never repeats a
+    row, even while new rows arrive (rows that land behind the cursor are simply not on later pages)."""
     conditions, params = filter_conditions(filters)
     if cursor is not None:
         position = decode_cursor(cursor)
-        conditions.append(sql.SQL("(t.timestamp, t.id) < (%(after_ts)s, %(after_id)s)"))
+        beyond = sql.SQL(">" if oldest_first else "<")
+        conditions.append(sql.SQL("(t.timestamp, t.id) {} (%(after_ts)s, %(after_id)s)").format(beyond))
         params["after_ts"], params["after_id"] = position
     where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    direction = sql.SQL("ASC" if oldest_first else "DESC")
     query = sql.SQL(
-        "SELECT {columns} FROM enriched_trends t{where} ORDER BY t.timestamp DESC, t.id DESC LIMIT %(limit)s"
+        "SELECT {columns} FROM enriched_trends t{where} ORDER BY t.timestamp {dir}, t.id {dir} LIMIT %(limit)s"
     )
     params["limit"] = limit + 1
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query.format(columns=sql.SQL(queries.TREND_COLUMNS), where=where), params)
+        await cur.execute(
+            query.format(columns=sql.SQL(queries.TREND_COLUMNS), where=where, dir=direction), params
+        )
         rows = await cur.fetchall()
     next_cursor = (
         encode_cursor(rows[limit - 1]["timestamp"], rows[limit - 1]["id"]) if len(rows) > limit else None
