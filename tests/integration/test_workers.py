@@ -162,3 +162,20 @@ async def test_bad_entries_become_dead_letters_and_good_ones_flow(runtime, enric
     assert stored == [("1", ["tag1", "tag2"]), ("4", [])]
     assert [r for (r,) in letters] == ["bad_encoding", "bad_json", "bad_topics", "missing_field:event"]
     assert (await runtime.redis.xpending(names.RAW_STREAM, names.ETL_GROUP))["pending"] == 0
+
+
+async def test_an_entry_deleted_while_pending_is_a_dead_letter_not_a_silent_ack(runtime, enricher) -> None:
+    etl = EtlWorker(
+        runtime.pool, runtime.redis, enricher, limits=Limits(), max_deliveries=5, clock=fixed_clock
+    )
+    await ensure_group(runtime.redis, names.RAW_STREAM, names.ETL_GROUP)
+    [entry_id] = await publish_raw_events(runtime.redis, [event(1)], accepted_at_ms=0)
+    await read_new(runtime.redis, names.RAW_STREAM, names.ETL_GROUP, "w", count=10, block_ms=10)
+    await runtime.redis.xdel(names.RAW_STREAM, entry_id)  # someone else's XTRIM/XDEL, while it was pending
+
+    lost = await read_own_pending(runtime.redis, names.RAW_STREAM, names.ETL_GROUP, "w", count=10)
+    assert lost[0].fields is None
+    await etl.process_batch(lost)
+    async with connection(runtime.pool) as conn:
+        rows = await (await conn.execute("SELECT reason, stream_id FROM dead_letters")).fetchall()
+    assert rows == [("entry_lost", entry_id)]

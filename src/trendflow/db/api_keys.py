@@ -75,3 +75,14 @@ async def revoke_api_key(
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(queries.REVOKE_API_KEY, {"id": key_id, "now": now})
         return await cur.fetchone()
+
+
+def api_key_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A key row as `keys list --json` prints it."""
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "sources": row["sources"],
+        "created_at": row["created_at"].isoformat(),
+        "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+    }

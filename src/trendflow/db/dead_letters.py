@@ -33,6 +33,22 @@ class DeadLetter:
     stream_id: str | None = None
 
 
+def lost_entry(stage: str, entry_id: str, deliveries: int) -> DeadLetter:
+    """A stream entry that came back without its fields: it was deleted while still pending, its payload gone.
+
+    trendflow never trims past an unacknowledged entry, so this means someone else did (XTRIM MAXLEN, XDEL):
+    it is recorded loudly rather than acked in silence."""
+    return DeadLetter(
+        stage=stage,
+        reason="entry_lost",
+        payload=entry_id.encode(),
+        error_class="transient",
+        message="the stream entry was deleted before it was processed; its payload is gone",
+        deliveries=deliveries,
+        stream_id=entry_id,
+    )
+
+
 async def record_dead_letters(
     conn: psycopg.AsyncConnection, letters: list[DeadLetter], now: datetime
 ) -> list[tuple[UUID, bool]]:

@@ -30,6 +30,9 @@ async def open_pool(
         max_size=max_size,
         timeout=open_timeout_s,
         configure=_configure,
+        # A connection that died with its server (a PostgreSQL restart) is replaced before it is lent out,
+        # instead of failing the first request that borrows it.
+        check=AsyncConnectionPool.check_connection,
         open=False,
         kwargs={"connect_timeout": 5},
     )

@@ -70,16 +70,21 @@ async def stream_info(client: redis.Redis, stream: str) -> StreamInfo:
 
 
 async def trim_acknowledged(client: redis.Redis, stream: str, group: str) -> None:
-    """Drop entries below the group's oldest unacknowledged one (or all delivered and acked ones)."""
+    """Drop entries below the group's oldest unacknowledged one (or all delivered and acked ones).
+
+    The last-delivered id is read BEFORE the pending summary: if nothing is pending at that later moment,
+    everything delivered up to the id read first has been acked, whatever was delivered in between. Read the
+    other way round, an entry delivered between the two reads could be trimmed while still pending.
+    """
     async with redis_errors_as_transient():
+        groups = await client.xinfo_groups(stream)
+        last = next((_text(g["last-delivered-id"]) for g in groups if _text(g["name"]) == group), None)
         summary = await client.xpending(stream, group)
         if summary["pending"]:
             floor = _text(summary["min"])
+        elif last is None or last == "0-0":
+            return
         else:
-            groups = await client.xinfo_groups(stream)
-            last = next((_text(g["last-delivered-id"]) for g in groups if _text(g["name"]) == group), None)
-            if last is None or last == "0-0":
-                return
             floor = _next_id(last)
         await client.xtrim(stream, minid=floor, approximate=False)
 

@@ -38,6 +38,7 @@ async def redis_errors_as_transient() -> AsyncIterator[None]:
     except TRANSIENT_ERRORS as exc:
         raise TransientError(f"Redis unavailable: {exc.__class__.__name__}") from exc
     except redis_errors.ResponseError as exc:
-        if str(exc).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")):
+        # OOM: Redis is full (maxmemory); the API spools, the workers back off, until it drains.
+        if str(exc).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM")):
             raise TransientError(f"Redis not ready: {exc}") from exc
         raise

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from trendflow import metrics
 from trendflow.alerts import Alerter
 from trendflow.clock import Clock, system_clock
-from trendflow.db.dead_letters import DeadLetter, record_dead_letters
+from trendflow.db.dead_letters import DeadLetter, lost_entry, record_dead_letters
 from trendflow.db.embeddings import (
     EmbeddingWrite,
     TrendToEmbed,
@@ -49,14 +49,14 @@ class EmbedPlan:
 
     jobs: dict[UUID, list[str]] = field(default_factory=dict)  # trend id -> entry ids (duplicates collapse)
     bad_entries: list[Entry] = field(default_factory=list)
-    done_ids: list[str] = field(default_factory=list)
+    lost_entries: list[Entry] = field(default_factory=list)
 
 
 def plan_jobs(entries: Sequence[Entry]) -> EmbedPlan:
     plan = EmbedPlan()
     for entry in entries:
         if entry.fields is None:
-            plan.done_ids.append(entry.id)
+            plan.lost_entries.append(entry)
             continue
         try:
             trend_id = UUID(entry.fields[names.TREND_ID_FIELD.encode()].decode())
@@ -104,7 +104,7 @@ class EmbedWorker:
                 "embed", "bad_job", fields_as_bytes(e), message="entry has no valid trend_id", stream_id=e.id
             )
             for e in plan.bad_entries
-        ]
+        ] + [lost_entry("embed", e.id, e.deliveries) for e in plan.lost_entries]
         exhausted = [
             tid for tid in missing if max(deliveries[i] for i in plan.jobs[tid]) >= self.max_deliveries
         ]
@@ -128,7 +128,7 @@ class EmbedWorker:
             self.redis,
             names.EMBED_STREAM,
             names.EMBED_GROUP,
-            done + plan.done_ids + [e.id for e in plan.bad_entries],
+            done + [e.id for e in plan.bad_entries + plan.lost_entries],
         )
         await trim_acknowledged(self.redis, names.EMBED_STREAM, names.EMBED_GROUP)
         self._observe(marked, started, len(entries), len(missing) - len(exhausted))

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from trendflow import metrics
 from trendflow.alerts import Alerter
 from trendflow.clock import Clock, system_clock
-from trendflow.db.dead_letters import DeadLetter, record_dead_letters
+from trendflow.db.dead_letters import DeadLetter, lost_entry, record_dead_letters
 from trendflow.db.pool import connection
 from trendflow.db.trends import StoredTrend, TrendRow, upsert_trends
 from trendflow.domain.enrich import Enricher
@@ -45,7 +45,6 @@ class Triage:
     rows: list[TrendRow] = field(default_factory=list)
     row_entry_ids: list[str] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
-    done_ids: list[str] = field(default_factory=list)  # acked without storing anything (trimmed entries)
 
 
 def raw_payload(entry: Entry) -> bytes:
@@ -106,7 +105,7 @@ class EtlWorker:
         events, event_entries = [], []
         for entry in entries:
             if entry.fields is None:
-                result.done_ids.append(entry.id)
+                result.letters.append(lost_entry("etl", entry.id, entry.deliveries))
                 continue
             if entry.deliveries > self.max_deliveries:
                 error = FieldError("event", "max_deliveries_exceeded", f"delivered {entry.deliveries} times")
