@@ -48,45 +48,42 @@ async def run_consumer(
 ) -> None:
     """Consume until `stop` is set; the batch in hand is always finished (processed and acked) first."""
     backoff = Backoff()
-    retry_pending_at = 0.0  # a restart under the same name re-reads what it owned
+    retry = PendingRetry()
     next_claim_at = 0.0
     group_ready = False
     while not stop.is_set():
+        retrying = False
         try:
             if not group_ready:
                 await ensure_group(client, settings.stream, settings.group)
                 group_ready = True
             now = time.monotonic()
             entries: list[Entry] = []
-            if retry_pending_at and now >= retry_pending_at:
+            if retry.is_due(now):
+                count = 1 if retry.one_at_a_time else settings.batch_size
                 entries = await read_own_pending(
-                    client, settings.stream, settings.group, settings.consumer, count=settings.batch_size
+                    client, settings.stream, settings.group, settings.consumer, count=count
                 )
-                retry_pending_at = 0.0
+                retrying = bool(entries)
+                if not entries:
+                    retry = PendingRetry(due_at=None)
             if not entries and now >= next_claim_at:
                 next_claim_at = now + settings.claim_every_s
                 entries = await claim_idle(
-                    client,
-                    settings.stream,
-                    settings.group,
-                    settings.consumer,
-                    min_idle_ms=settings.claim_idle_ms,
-                    count=settings.batch_size,
-                )
+                    client, settings.stream, settings.group, settings.consumer,
+                    min_idle_ms=settings.claim_idle_ms, count=settings.batch_size,
+                )  # fmt: skip
             if not entries:
                 entries = await read_new(
-                    client,
-                    settings.stream,
-                    settings.group,
-                    settings.consumer,
-                    count=settings.batch_size,
-                    block_ms=settings.block_ms,
-                )
+                    client, settings.stream, settings.group, settings.consumer,
+                    count=settings.batch_size, block_ms=settings.block_ms,
+                )  # fmt: skip
             if not entries:
                 continue
-            left = await process_batch(entries)
-            if left:
-                retry_pending_at = time.monotonic() + backoff.next_delay()
+            if await process_batch(entries):
+                retry.failed(time.monotonic(), backoff.next_delay(), retrying)
+            elif retrying:
+                retry.due_at = time.monotonic()  # drain the rest of the pending list now
             else:
                 backoff.reset()
         except TransientError as exc:
@@ -94,7 +91,7 @@ async def run_consumer(
             log.warning(
                 "dependency_unavailable", stream=settings.stream, error=str(exc), retry_in_s=round(delay, 2)
             )
-            retry_pending_at = time.monotonic() + delay
+            retry.failed(time.monotonic(), delay, retrying)
             group_ready = False
             await _sleep_unless_stopped(stop, delay)
         except Exception:
@@ -102,8 +99,28 @@ async def run_consumer(
             # that keeps failing ends as a dead letter once it passes TRENDFLOW_MAX_DELIVERIES.
             delay = backoff.next_delay()
             log.exception("batch_failed_unexpectedly", stream=settings.stream, retry_in_s=round(delay, 2))
-            retry_pending_at = time.monotonic() + delay
+            retry.failed(time.monotonic(), delay, retrying)
             await _sleep_unless_stopped(stop, delay)
+
+
+@dataclass(slots=True)
+class PendingRetry:
+    """When to re-read this consumer's own unacked entries, and how many at a time.
+
+    A failed batch is first retried whole (an outage fails every entry alike, and the whole batch goes
+    through once it is over). If the retry fails too, the entries are retried one at a time, so that one
+    poison entry reaches TRENDFLOW_MAX_DELIVERIES alone instead of taking its batch-mates with it.
+    """
+
+    due_at: float | None = 0.0  # None: nothing to retry; 0.0 at start: re-read what this name owned before
+    one_at_a_time: bool = False
+
+    def is_due(self, now: float) -> bool:
+        return self.due_at is not None and now >= self.due_at
+
+    def failed(self, now: float, delay: float, was_retry: bool) -> None:
+        self.one_at_a_time = self.one_at_a_time or was_retry
+        self.due_at = now + delay
 
 
 async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
