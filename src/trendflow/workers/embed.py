@@ -148,6 +148,21 @@ class EmbedWorker:
                  duration_ms=round(elapsed * 1000, 1))  # fmt: skip
 
 
+def model_batches(texts: dict[str, str], size: int, *, chars_per_text: int = 300) -> list[list[str]]:
+    """Keys of `texts` in model batches: shortest first, so each batch pads little, and at most `size` texts or
+    `size × chars_per_text` characters each, so that a run of long texts makes smaller batches."""
+    batches: list[list[str]] = []
+    batch: list[str] = []
+    chars = 0
+    for key in sorted(texts, key=lambda k: len(texts[k])):
+        if batch and (len(batch) == size or chars + len(texts[key]) > size * chars_per_text):
+            batches.append(batch)
+            batch, chars = [], 0
+        batch.append(key)
+        chars += len(texts[key])
+    return [*batches, batch] if batch else batches
+
+
 async def embed_trends(
     pool: AsyncConnectionPool, embedder: Embedder, trends: Sequence[TrendToEmbed], *, model_batch_size: int
 ) -> tuple[list[tuple[UUID, datetime | None]], int]:
@@ -160,7 +175,7 @@ async def embed_trends(
         by_hash.setdefault(trend.content_hash, []).append(trend)
     async with connection(pool) as conn:
         cached = await load_cached_embeddings(conn, embedder.name, sorted(by_hash))
-    todo = [h for h in by_hash if h not in cached]
+    todo = {h: trends[0].text for h, trends in by_hash.items() if h not in cached}
 
     async def store(vectors: dict[str, np.ndarray]) -> list[tuple[UUID, datetime | None]]:
         writes = [EmbeddingWrite(t.id, h, vector) for h, vector in vectors.items() for t in by_hash[h]]
@@ -170,11 +185,10 @@ async def embed_trends(
     marked: list[tuple[UUID, datetime | None]] = []
     storing = asyncio.create_task(store(cached))
     try:
-        for start in range(0, len(todo), model_batch_size):
-            chunk = todo[start : start + model_batch_size]
+        for chunk in model_batches(todo, model_batch_size):
             metrics.MODEL_BATCH_SIZE.observe(len(chunk))
             encoded = await asyncio.to_thread(
-                embedder.encode, [by_hash[h][0].text for h in chunk], batch_size=model_batch_size
+                embedder.encode, [todo[h] for h in chunk], batch_size=model_batch_size
             )
             marked += await storing
             storing = asyncio.create_task(store(dict(zip(chunk, encoded, strict=True))))
