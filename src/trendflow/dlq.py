@@ -39,7 +39,7 @@ from trendflow.db.dead_letters import (
 )
 from trendflow.db.pool import connection
 from trendflow.db.trends import decode_cursor, encode_cursor
-from trendflow.domain.models import FieldError
+from trendflow.domain.models import FieldError, describe_errors
 from trendflow.domain.normalize import Limits, normalize_event, parse_event_json
 from trendflow.errors import PermanentError, TrendflowError
 from trendflow.streams import names
@@ -85,9 +85,7 @@ class Verdict:
 
     @property
     def message(self) -> str:
-        return "; ".join(
-            f"{e.field}: {e.reason}" + (f" ({e.message})" if e.message else "") for e in self.errors
-        )
+        return describe_errors(self.errors)
 
 
 @dataclass(frozen=True, slots=True)
