@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -137,6 +138,7 @@ class WebhookSink:
         timeout_s: float = 5.0,
     ) -> None:
         self.url = url
+        self.where = webhook_origin(url)  # what logs may say: webhook URLs often carry a secret token
         self.attempts = attempts
         self.timeout_s = timeout_s
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
@@ -179,7 +181,7 @@ class WebhookSink:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         if self._queue.qsize():
-            log.warning("alerts_not_delivered_at_close", count=self._queue.qsize(), url=self.url)
+            log.warning("alerts_not_delivered_at_close", count=self._queue.qsize(), webhook=self.where)
 
     def _drop(self, alert: Alert, why: str) -> None:
         self.dropped += 1
@@ -218,7 +220,13 @@ class WebhookSink:
             if attempt < self.attempts:
                 await asyncio.sleep(backoff.next_delay())
         self.failed += 1
-        log.error("alert_webhook_failed", url=self.url, error=error, kind=alert.kind, key=alert.key)
+        log.error("alert_webhook_failed", webhook=self.where, error=error, kind=alert.kind, key=alert.key)
+
+
+def webhook_origin(url: str) -> str:
+    """scheme://host[:port] of a webhook URL: its path and query often hold the secret."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
 
 
 class Alerter:

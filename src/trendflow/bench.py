@@ -12,7 +12,9 @@ runs on the machine:
   `Embedder.encode` of the same texts at the same batch size;
 - e2e: events posted at a steady rate while `trendflow worker etl` and `worker embed` run as subprocesses;
   each event's latency is read from the database: `enriched_trends.accepted_at` (the API's clock, in ms) to
-  `embedding_records.created_at` (PostgreSQL's now(): the start of the transaction storing the vector).
+  `embedding_records.created_at` (PostgreSQL's now(): the start of the transaction storing the vector);
+- search: `nearest_to_vector` (k=10, the HNSW index, the configured ef_search) against the same query with
+  index scans off (exact search), query by query, with recall@10 of the first against the second.
 """
 
 from __future__ import annotations
@@ -30,24 +32,32 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
 import httpx
+import numpy as np
 import orjson
+import psycopg
 import redis.asyncio as redis
+from psycopg import sql
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from trendflow.clock import Clock, epoch_ms, system_clock
 from trendflow.config import Settings, load_settings
+from trendflow.db import queries
 from trendflow.db.embeddings import load_trends_to_embed
 from trendflow.db.pool import connection
-from trendflow.db.trends import TrendRow, upsert_trends
-from trendflow.domain.enrich import Enricher
+from trendflow.db.trends import TrendFilters, TrendRow, upsert_trends
+from trendflow.domain.enrich import Enricher, Enrichment
+from trendflow.domain.models import TrendEvent
 from trendflow.domain.normalize import Limits
+from trendflow.embedding.model import Embedder, shared_embedder
 from trendflow.errors import TrendflowError
 from trendflow.processes import ProcessTree
 from trendflow.runtime import Endpoints, Runtime, open_runtime
+from trendflow.search import nearest_to_vector
 from trendflow.streams import names
 from trendflow.streams.consumer import Entry, ensure_group, read_new
 from trendflow.workers.embed import MODEL_BATCHES_PER_READ, EmbedWorker, plan_jobs
@@ -58,9 +68,10 @@ Step = Callable[[str], None]
 
 TARGETS = {"ingest": 0.25, "etl": 0.3, "embed": 0.9}
 E2E_P99_TARGET_S = 2.0
-STEPS = 6  # how many times run_bench calls its `step` callback
+STEPS = 9  # how many times run_bench calls its `step` callback
 SOURCE = "bench"
 E2E_SOURCE = "bench-e2e"
+SEARCH_SOURCE = "bench-search"
 WARMUP_SOURCE = "bench-warmup"
 RAW_SOURCE = "bench-raw"
 RAW_LIMIT_STREAM = "bench:raw-limit"
@@ -68,12 +79,31 @@ CONSUMER = "bench"
 START_TIMEOUT_S = 180.0
 DRAIN_TIMEOUT_S = 300.0
 POLL_S = 0.1
+SEARCH_K = 10
+SEARCH_QUERIES = 200
+SEARCH_WARMUP_QUERIES = 20
+SEARCH_P50_TARGET_MS = 20.0
+SEARCH_RECALL_TARGET = 0.95
+SEARCH_LOAD_CHUNK = 5_000
+SEARCH_INDEX_MEMORY = "1GB"  # maintenance_work_mem for the HNSW build: the whole graph fits in memory
+EF_SEARCH_LADDER = (200, 400, 800)  # tried in turn when recall misses at the configured ef_search
 
 # The bench's own SQL: emptying the tables between stages, and the end-to-end latencies.
 TRUNCATE_TABLES = "TRUNCATE enriched_trends, embedding_records, dead_letters CASCADE"
 COUNT_EMBEDDED = """
 SELECT count(*) FROM enriched_trends WHERE source = %(source)s AND embedding_status = 'succeeded'
 """
+# The search stage loads its vectors with the HNSW index dropped and builds it afterwards (much faster than
+# one insert at a time into the graph); the definition is read back, so it is always the migration's own.
+HNSW_INDEX_DEFINITION = "SELECT indexdef FROM pg_indexes WHERE indexname = 'embedding_records_hnsw'"
+DROP_HNSW_INDEX = "DROP INDEX embedding_records_hnsw"
+SET_INDEX_MEMORY = "SET LOCAL maintenance_work_mem = {memory}"
+COPY_EMBEDDINGS = """
+COPY embedding_records (enriched_trend_id, model, dim, embedding, content_hash) FROM STDIN (FORMAT BINARY)
+"""
+ANALYZE_TABLES = "ANALYZE enriched_trends, embedding_records"
+# Exact search: the same query as the read side's, with the planner forbidden every index scan.
+EXACT_SCAN = "SET LOCAL enable_indexscan = off"
 E2E_LATENCIES = """
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM e.created_at - t.accepted_at)),
        percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM e.created_at - t.accepted_at)),
@@ -109,18 +139,29 @@ class BenchPlan:
     events: int  # ingest and ETL
     embed_texts: int
     e2e_seconds: float  # 0 skips the end-to-end stage
+    search_vectors: int = 0  # 0 skips the search stage
+    search_embed_s: float = 15.0  # model time for real stored vectors; past it, the rest are perturbed copies
     e2e_rate: int = 100  # events per second, posted as ten batches a second
     http_batch: int = 500
     http_concurrency: int = 4
 
     @classmethod
-    def of(cls, *, quick: bool, events: int | None = None, e2e_seconds: float | None = None) -> BenchPlan:
-        base = cls(5_000, 512, 10.0) if quick else cls(20_000, 2_048, 60.0)
+    def of(
+        cls,
+        *,
+        quick: bool,
+        events: int | None = None,
+        e2e_seconds: float | None = None,
+        search_vectors: int | None = None,
+    ) -> BenchPlan:
+        base = cls(5_000, 512, 10.0, 10_000, 15.0) if quick else cls(20_000, 2_048, 60.0, 100_000, 60.0)
         count = events if events is not None else base.events
         return cls(
             events=count,
             embed_texts=min(base.embed_texts, count),
             e2e_seconds=base.e2e_seconds if e2e_seconds is None else e2e_seconds,
+            search_vectors=base.search_vectors if search_vectors is None else search_vectors,
+            search_embed_s=base.search_embed_s,
         )
 
 
@@ -144,6 +185,30 @@ class E2eResult:
     events: int
     rate_per_s: int
     target_p99_s: float = E2E_P99_TARGET_S
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """k=10 over `vectors` stored vectors; `passing_ef_search` is set only when recall misses at `ef_search`."""
+
+    vectors: int
+    vector_source: str  # "model": every vector embedded by the model; "perturbed": see model_vectors
+    model_vectors: int  # how many stored vectors the model embedded; the rest are perturbed copies of them
+    queries: int
+    query_source: str  # "model": held-out texts embedded by the model; "perturbed": perturbed stored vectors
+    p50_ms: float
+    p99_ms: float
+    recall_at_10: float
+    ef_search: int
+    exact_p50_ms: float
+    exact_p99_ms: float
+    query_embed_p50_ms: float  # the model's time for one query text, not part of p50_ms
+    load_s: float
+    index_build_s: float
+    passing_ef_search: int | None
+    passing_p50_ms: float | None
+    target_p50_ms: float = SEARCH_P50_TARGET_MS
+    target_recall: float = SEARCH_RECALL_TARGET
 
 
 def load_corpus(path: Path) -> list[str]:
@@ -296,6 +361,11 @@ async def _measure(
                                        start=start)  # fmt: skip
                 e2e = await measure_e2e(runtime, client, env, extra, plan, step, clock)
             stages["e2e"] = e2e
+            stages["search"] = (
+                await measure_search(runtime, settings, texts, plan, step, start)
+                if plan.search_vectors
+                else None
+            )
             return stages
     finally:
         api.stop()
@@ -380,8 +450,6 @@ async def measure_etl(runtime: Runtime, settings: Settings, plan: BenchPlan, ste
 
 async def measure_embed(runtime: Runtime, settings: Settings, plan: BenchPlan, step: Step) -> dict[str, Any]:
     """Over the embed jobs the ETL stage published; every text is distinct, so each one reaches the model."""
-    from trendflow.embedding.model import shared_embedder
-
     size = settings.embed_batch_size
     read_size = size * MODEL_BATCHES_PER_READ  # as the worker's loop reads
     await ensure_group(runtime.redis, names.EMBED_STREAM, names.EMBED_GROUP)
@@ -458,6 +526,185 @@ async def measure_e2e(
         row = await cur.fetchone()
     assert row is not None
     return asdict(E2eResult(round(float(row[0]), 3), round(float(row[1]), 3), int(row[2]), plan.e2e_rate))
+
+
+def perturbed_vectors(base: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` unit vectors clustered like the real ones: each a base row, a little of another, and noise.
+
+    A row keeps a cosine of about 0.75–0.95 to the base row it came from, so the set has the clusters and
+    near-duplicates of real text (retweets, one story told many ways) rather than a uniform spread.
+    """
+    dims = base.shape[1]
+    picks = rng.integers(0, len(base), count)
+    others = rng.integers(0, len(base), count)
+    mix = rng.uniform(0.0, 0.3, (count, 1)).astype(np.float32)
+    noise = rng.standard_normal((count, dims)).astype(np.float32)
+    noise *= rng.uniform(0.2, 0.6, (count, 1)).astype(np.float32) / np.linalg.norm(
+        noise, axis=1, keepdims=True
+    )
+    vectors = base[picks] + mix * base[others] + noise
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def recall_at(found: Sequence[UUID], exact: Sequence[UUID]) -> float:
+    """The share of the exact nearest that the index found."""
+    return len(set(found) & set(exact)) / len(exact) if exact else 1.0
+
+
+def percentile_ms(seconds: Sequence[float], q: float) -> float:
+    return round(float(np.percentile(np.asarray(seconds) * 1000.0, q)), 2)
+
+
+async def measure_search(
+    runtime: Runtime, settings: Settings, texts: Sequence[str], plan: BenchPlan, step: Step, start: datetime
+) -> dict[str, Any]:
+    """`nearest_to_vector` over `plan.search_vectors` stored vectors against exact search of the same queries.
+
+    The stored vectors are the model's over the corpus as far as `plan.search_embed_s` allows, then perturbed
+    copies of those; the queries are held-out texts embedded by the model when the corpus has them to spare.
+    """
+    await _truncate(runtime)
+    embedder = await asyncio.to_thread(shared_embedder, settings.embed_device)
+    held_out = list(texts[-SEARCH_QUERIES:]) if len(texts) >= 2 * SEARCH_QUERIES else []
+    pool = list(texts[: len(texts) - len(held_out)])
+    count = plan.search_vectors
+
+    step(
+        f"search: embedding up to {count:,} texts for {plan.search_embed_s:.0f} s, and {SEARCH_QUERIES} queries"
+    )
+    query_embed_s = []
+    for text in held_out or pool[:SEARCH_QUERIES]:  # one text per call, as a search embeds its query
+        started = time.perf_counter()
+        embedder.encode([text])
+        query_embed_s.append(time.perf_counter() - started)
+    base = embed_within(embedder, pool[:count], plan.search_embed_s, settings.embed_batch_size)
+    rng = np.random.default_rng(10)
+    vectors = np.concatenate([base, perturbed_vectors(base, count - len(base), rng)])
+    query_vectors = (
+        embedder.encode(held_out, batch_size=settings.embed_batch_size)
+        if held_out
+        else perturbed_vectors(vectors, SEARCH_QUERIES, rng)
+    )
+
+    step(f"search: storing {count:,} vectors, then building the HNSW index")
+    row_texts = [
+        pool[i % len(base)] + (f" ({i // len(base)})" if i >= len(base) else "") for i in range(count)
+    ]
+    load_s, index_build_s = await store_search_vectors(runtime, embedder.name, row_texts, vectors, start)
+
+    step(f"search: {len(query_vectors)} queries, k={SEARCH_K}, HNSW and exact alternating")
+    ef_search = settings.hnsw_ef_search
+    # Exact search gets a connection of its own that never prepares: a plan psycopg prepared with the index
+    # allowed would be reused whatever enable_indexscan says, and "exact" would quietly be the index again.
+    async with connection(runtime.pool) as conn, connection(runtime.pool) as exact_conn:
+        exact_conn.prepare_threshold = None  # the pool closes after this stage
+        for vector in query_vectors[:SEARCH_WARMUP_QUERIES]:
+            await nearest_ids(conn, vector, ef_search)
+            await nearest_ids(exact_conn, vector, ef_search, exact=True)
+        found_s, exact_s, recalls, exact_ids = [], [], [], []
+        for vector in query_vectors:
+            found, seconds = await nearest_ids(conn, vector, ef_search)
+            exact, exact_seconds = await nearest_ids(exact_conn, vector, ef_search, exact=True)
+            found_s.append(seconds)
+            exact_s.append(exact_seconds)
+            recalls.append(recall_at(found, exact))
+            exact_ids.append(exact)
+        recall = float(np.mean(recalls))
+        passing_ef_search = passing_p50_ms = None
+        for ef in EF_SEARCH_LADDER if recall < SEARCH_RECALL_TARGET else ():
+            step(f"search: recall {recall:.3f} at ef_search {ef_search}; trying {ef}")
+            runs = [await nearest_ids(conn, vector, ef) for vector in query_vectors]
+            if (
+                np.mean([recall_at(f, e) for (f, _), e in zip(runs, exact_ids, strict=True)])
+                >= SEARCH_RECALL_TARGET
+            ):
+                passing_ef_search, passing_p50_ms = ef, percentile_ms([seconds for _, seconds in runs], 50)
+                break
+    return asdict(
+        SearchResult(
+            vectors=count,
+            vector_source="model" if len(base) == count else "perturbed",
+            model_vectors=len(base),
+            queries=len(query_vectors),
+            query_source="model" if held_out else "perturbed",
+            p50_ms=percentile_ms(found_s, 50),
+            p99_ms=percentile_ms(found_s, 99),
+            recall_at_10=round(recall, 4),
+            ef_search=ef_search,
+            exact_p50_ms=percentile_ms(exact_s, 50),
+            exact_p99_ms=percentile_ms(exact_s, 99),
+            query_embed_p50_ms=percentile_ms(query_embed_s, 50),
+            load_s=round(load_s, 1),
+            index_build_s=round(index_build_s, 1),
+            passing_ef_search=passing_ef_search,
+            passing_p50_ms=passing_p50_ms,
+        )
+    )
+
+
+def embed_within(embedder: Embedder, texts: Sequence[str], budget_s: float, batch_size: int) -> np.ndarray:
+    """The model's vectors for the texts, in order, as many as it encodes within the budget (at least one chunk)."""
+    chunk = batch_size * 4
+    deadline = time.perf_counter() + budget_s
+    parts = []
+    for part in chunks(texts, chunk):
+        parts.append(embedder.encode(part, batch_size=batch_size))
+        if time.perf_counter() > deadline:
+            break
+    return np.concatenate(parts)
+
+
+async def store_search_vectors(
+    runtime: Runtime, model: str, texts: Sequence[str], vectors: np.ndarray, start: datetime
+) -> tuple[float, float]:
+    """Trends through `upsert_trends`, vectors by binary COPY, the HNSW index rebuilt; (load s, build s)."""
+    enrichment = Enrichment(0.0, "neutral", (), "en", None, 0.5, {})
+    async with connection(runtime.pool) as conn:
+        found = await (await conn.execute(HNSW_INDEX_DEFINITION)).fetchone()
+        if found is None:
+            raise TrendflowError("the embedding_records_hnsw index is missing: run `trendflow migrate`")
+        index_definition = str(found[0])
+        await conn.execute(DROP_HNSW_INDEX)
+        started = time.perf_counter()
+        for offset in range(0, len(texts), SEARCH_LOAD_CHUNK):
+            events = [
+                TrendEvent(SEARCH_SOURCE, str(i), texts[i], start + timedelta(milliseconds=i))
+                for i in range(offset, min(offset + SEARCH_LOAD_CHUNK, len(texts)))
+            ]
+            async with conn.transaction():
+                stored = await upsert_trends(conn, [TrendRow(event, enrichment) for event in events])
+                ids = {trend.external_id: trend.id for trend in stored}
+                async with conn.cursor() as cur, cur.copy(COPY_EMBEDDINGS) as copy:
+                    copy.set_types(["uuid", "text", "int4", "vector", "text"])
+                    for event in events:
+                        vector = vectors[int(event.external_id)]
+                        await copy.write_row(
+                            (ids[event.external_id], model, vector.shape[0], vector, event.content_hash)
+                        )
+                await conn.execute(queries.MARK_EMBEDDED, {"model": model, "ids": list(ids.values())})
+        load_s = time.perf_counter() - started
+        started = time.perf_counter()
+        async with conn.transaction():
+            await conn.execute(sql.SQL(SET_INDEX_MEMORY).format(memory=sql.Literal(SEARCH_INDEX_MEMORY)))
+            await conn.execute(index_definition)
+        index_build_s = time.perf_counter() - started
+        await conn.execute(ANALYZE_TABLES)
+    return load_s, index_build_s
+
+
+async def nearest_ids(
+    conn: psycopg.AsyncConnection, vector: np.ndarray, ef_search: int, *, exact: bool = False
+) -> tuple[list[UUID], float]:
+    """The read side's k nearest (ids) and its time; `exact` runs the same query with index scans off."""
+    if not exact:
+        started = time.perf_counter()
+        rows = await nearest_to_vector(conn, vector, SEARCH_K, TrendFilters(), ef_search)
+        return [r["id"] for r in rows], time.perf_counter() - started
+    async with conn.transaction():
+        await conn.execute(EXACT_SCAN)
+        started = time.perf_counter()
+        rows = await nearest_to_vector(conn, vector, SEARCH_K, TrendFilters(), ef_search)
+        return [r["id"] for r in rows], time.perf_counter() - started
 
 
 async def _post_steadily(
@@ -567,4 +814,20 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"[{'green' if met else 'red'}]p99 {e2e['p99_s']:.2f} s[/]",
             f"p99 ≤ {e2e['target_p99_s']} s",
         )
+    search = stages.get("search")
+    if search is not None:
+        fast = search["p50_ms"] <= search["target_p50_ms"]
+        close = search["recall_at_10"] >= search["target_recall"]
+        table.add_row(
+            f"search, k=10 over {search['vectors']:,} ({search['vector_source']})",
+            f"[{'green' if fast else 'red'}]p50 {search['p50_ms']:.1f} ms[/], p99 {search['p99_ms']:.1f} ms",
+            f"exact p50 {search['exact_p50_ms']:.1f} ms",
+            f"[{'green' if close else 'red'}]recall {search['recall_at_10']:.3f}[/] at ef {search['ef_search']}",
+            f"p50 ≤ {search['target_p50_ms']:.0f} ms, recall ≥ {search['target_recall']}",
+        )
     console.print(table)
+    if search is not None and search["passing_ef_search"] is not None:
+        console.print(
+            f"search recall reaches {search['target_recall']} at ef_search {search['passing_ef_search']} "
+            f"(p50 {search['passing_p50_ms']:.1f} ms)"
+        )

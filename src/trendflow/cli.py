@@ -16,10 +16,12 @@ import typer
 from rich.console import Console
 
 from trendflow.config import Settings, load_settings
-from trendflow.errors import ConfigError, NotBuiltError, TrendflowError
+from trendflow.errors import ConfigError, TrendflowError
 from trendflow.logs import configure_logging
 
-app = typer.Typer(help="trendflow: ingest, enrich, store, embed and rank social-media trend events.", no_args_is_help=True)
+app = typer.Typer(
+    help="trendflow: ingest, enrich, store, embed and rank social-media trend events.", no_args_is_help=True
+)
 worker_app = typer.Typer(help="Run one worker role in this process.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Inspect and replay dead letters.", no_args_is_help=True)
 spool_app = typer.Typer(help="The fallback spool used while Redis is unreachable.", no_args_is_help=True)
@@ -33,7 +35,8 @@ console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 MetricsPort = Annotated[
-    int | None, typer.Option("--metrics-port", min=1, max=65535, help="serve /metrics on this port (default: off)")
+    int | None,
+    typer.Option("--metrics-port", min=1, max=65535, help="serve /metrics on this port (default: off)"),
 ]
 
 
@@ -47,9 +50,6 @@ def handles_errors(func: F) -> F:
         except ConfigError as exc:
             err_console.print(f"[red]configuration error:[/red] {exc}")
             raise typer.Exit(2) from None
-        except NotBuiltError as exc:
-            err_console.print(f"[yellow]not built yet:[/yellow] {exc}")
-            raise typer.Exit(2) from None
         except TrendflowError as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
@@ -61,10 +61,6 @@ def settings() -> Settings:
     loaded = load_settings()
     configure_logging(loaded.log_level)
     return loaded
-
-
-def not_built(command: str, issue: str) -> None:
-    raise NotBuiltError(f"`trendflow {command}` is not built yet ({issue}); nothing was done.")
 
 
 # -- processes ----------------------------------------------------------------------------------------------
@@ -89,7 +85,9 @@ def up() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     tree.start()
-    console.print(f"trendflow is up: API on http://{config.api_host}:{config.api_port} (Ctrl-C stops everything)")
+    console.print(
+        f"trendflow is up: API on http://{config.api_host}:{config.api_port} (Ctrl-C stops everything)"
+    )
     while not stopping:
         time.sleep(0.5)
         tree.restart_dead()
@@ -151,14 +149,18 @@ def migrate() -> None:
 @app.command("import")
 @handles_errors
 def import_file(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines, a JSON array, or CSV")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines, a JSON array, or CSV")
+    ],
     source: Annotated[str | None, typer.Option(help="source for events that name none")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
 ) -> None:
     """Send a file's events into the pipeline, through the same checks as the API."""
     from trendflow.importer import import_events
 
-    summary = asyncio.run(import_events(settings(), file, default_source=source, batch_size=batch_size, console=console))
+    summary = asyncio.run(
+        import_events(settings(), file, default_source=source, batch_size=batch_size, console=console)
+    )
     summary.print(console)
     if summary.accepted == 0 and summary.rejected:
         raise typer.Exit(1)
@@ -254,9 +256,51 @@ def trending(
 
 @app.command()
 @handles_errors
-def reembed(model: str | None = None) -> None:
-    """Backfill embeddings for a model."""
-    not_built("reembed", "issue 6: re-embedding")
+def reembed(
+    model: Annotated[
+        str | None, typer.Option(help="the model to backfill (default: the configured one)")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="only trends with event time from (ISO 8601)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="trends per committed batch")] = 256,
+) -> None:
+    """Backfill embeddings: every trend without an embedding of its current text by the model. Resumable."""
+    from datetime import UTC, datetime
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from trendflow.embedding.model import MODEL_NAME, shared_embedder
+    from trendflow.reembed import count_candidates
+    from trendflow.reembed import reembed as backfill
+    from trendflow.runtime import open_runtime
+
+    if model is not None and model != MODEL_NAME:
+        raise typer.BadParameter(
+            f"only {MODEL_NAME} ships with trendflow; its records are the ones search uses"
+        )
+    try:
+        start = datetime.fromisoformat(since) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"--since: {exc}") from None
+    start = start.replace(tzinfo=UTC) if start is not None and start.tzinfo is None else start
+    config = settings()
+
+    async def run() -> None:
+        embedder = shared_embedder(config.embed_device)
+        async with open_runtime(config, pool_size=3) as runtime:
+            total = await count_candidates(runtime.pool, embedder.name, start)
+            columns = (TextColumn("re-embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=console) as bar:
+                task = bar.add_task("reembed", total=total)
+                summary = await backfill(
+                    runtime.pool, embedder, since=start, batch_size=batch_size,
+                    model_batch_size=config.embed_batch_size, progress=lambda n: bar.advance(task, n),
+                )  # fmt: skip
+        console.print(
+            f"{summary.embedded} trends embedded with {embedder.name} "
+            f"({summary.model_inputs} texts through the model, the rest from the content-hash cache)"
+        )
+
+    asyncio.run(run())
 
 
 @app.command()
@@ -271,6 +315,12 @@ def bench(
     e2e_seconds: Annotated[
         float | None, typer.Option(min=0, help="seconds of steady 100 events/s end to end (0 skips)")
     ] = None,
+    search_vectors: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="vectors stored for the search stage: 10,000 with --quick, else 100,000 (0 skips)"
+        ),
+    ] = None,
 ) -> None:
     """The benchmark suite: each stage as a ratio to its raw limit, measured in the same run."""
     from trendflow.bench import (
@@ -283,7 +333,7 @@ def bench(
     )
 
     configure_logging("warning")
-    plan = BenchPlan.of(quick=quick, events=events, e2e_seconds=e2e_seconds)
+    plan = BenchPlan.of(quick=quick, events=events, e2e_seconds=e2e_seconds, search_vectors=search_vectors)
     texts = load_corpus(corpus) if corpus else generated_texts(plan.events)
     with step_progress(err_console) as step:
         report = run_bench(plan, texts, step=step)
@@ -529,23 +579,84 @@ def spool_replay() -> None:
 
 @keys_app.command("create")
 @handles_errors
-def keys_create() -> None:
-    """Issue an API key."""
-    not_built("keys create", "issue 9: security")
+def keys_create(
+    sources: Annotated[
+        str | None, typer.Option(help="comma-separated sources the key may post as (default: any source)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="a label to recognise the key by in `keys list`")] = None,
+) -> None:
+    """Issue an API key; the key itself is printed once and only its SHA-256 hash is stored."""
+    from trendflow import dlq
+    from trendflow.api.auth import canonical_source
+    from trendflow.clock import system_clock
+    from trendflow.db import api_keys
+
+    bound = sorted({canonical_source(s) for s in sources.split(",") if s.strip()}) if sources else None
+    key = api_keys.new_api_key()
+    row = asyncio.run(
+        dlq.run_with_engines(
+            settings(),
+            lambda conn, _: api_keys.create_api_key(conn, key, name=name, sources=bound, now=system_clock()),
+        )
+    )
+    console.print(f"created API key {row['id']}" + (f" for sources {', '.join(bound)}" if bound else ""))
+    console.print("the key (shown only this once; store it now):")
+    sys.stdout.write(key + "\n")
 
 
 @keys_app.command("list")
 @handles_errors
-def keys_list() -> None:
-    """List API keys."""
-    not_built("keys list", "issue 9: security")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON document")] = False,
+) -> None:
+    """List API keys issued at run time (never the keys themselves; TRENDFLOW_API_KEYS are not listed)."""
+    from rich.table import Table
+
+    from trendflow import dlq
+    from trendflow.db import api_keys
+
+    rows = asyncio.run(dlq.run_with_engines(settings(), lambda conn, _: api_keys.list_api_keys(conn)))
+    if as_json:
+        sys.stdout.write(json.dumps([api_keys.api_key_json(row) for row in rows], indent=2) + "\n")
+        return
+    if not rows:
+        console.print("no API keys issued (`trendflow keys create` issues one)")
+        return
+    table = Table("id", "name", "sources", "created", "revoked")
+    for row in rows:
+        shown = api_keys.api_key_json(row)
+        table.add_row(
+            shown["id"], shown["name"] or "", ", ".join(shown["sources"] or ["any"]), shown["created_at"],
+            shown["revoked_at"] or "",
+        )  # fmt: skip
+    console.print(table)
 
 
 @keys_app.command("revoke")
 @handles_errors
-def keys_revoke(key_id: str) -> None:
-    """Revoke an API key."""
-    not_built("keys revoke", "issue 9: security")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the id `trendflow keys list` shows")]) -> None:
+    """Revoke an API key: the API refuses it within TRENDFLOW_API_KEY_CACHE_S seconds."""
+    from uuid import UUID
+
+    from trendflow import dlq
+    from trendflow.clock import system_clock
+    from trendflow.db import api_keys
+
+    try:
+        parsed = UUID(key_id)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{key_id!r} is not a key id (a UUID, as `trendflow keys list` shows)"
+        ) from None
+    row = asyncio.run(
+        dlq.run_with_engines(
+            settings(), lambda conn, _: api_keys.revoke_api_key(conn, parsed, now=system_clock())
+        )
+    )
+    if row is None:
+        err_console.print(f"[red]error:[/red] no API key has the id {parsed}")
+        raise typer.Exit(1)
+    console.print(f"revoked API key {parsed} at {row['revoked_at'].isoformat()}")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Settings, loaded once from the environment (prefix ``TRENDFLOW_``) and an optional ``trendflow.toml``.
 
-    settings = load_settings()
-    settings.spool_path  # <data dir>/spool/ingest-fallback.jsonl unless set
+settings = load_settings()
+settings.spool_path  # <data dir>/spool/ingest-fallback.jsonl unless set
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from trendflow.errors import ConfigError
 
 ENV_PREFIX = "TRENDFLOW_"
 TOML_FILE = "trendflow.toml"
+SECRET_SETTINGS = frozenset({"TRENDFLOW_API_KEYS", "TRENDFLOW_ALERT_WEBHOOK_URL"})  # never echoed in errors
 
 
 class ApiKey:
@@ -62,6 +63,12 @@ class Settings(BaseSettings):
     etl_batch_size: int = Field(500, ge=1, le=10_000)
     hnsw_ef_search: int = Field(100, ge=1, le=1000)
     api_keys_setting: str = Field("", validation_alias="TRENDFLOW_API_KEYS")
+    api_key_cache_s: float = Field(5.0, ge=0)
+    read_requires_key: bool = False
+    metrics_requires_key: bool = False
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    max_batch_events: int = Field(5_000, ge=1)
+    rate_limit_per_minute: int = Field(0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @classmethod
@@ -140,9 +147,12 @@ def load_settings(**overrides: Any) -> Settings:
         problems = []
         for error in exc.errors():
             name = str(error["loc"][0]) if error["loc"] else "?"
-            env_name = name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name.removesuffix("_setting").upper()
+            env_name = (
+                name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name.removesuffix("_setting").upper()
+            )
             given = error.get("input")
-            shown = "" if isinstance(given, dict) else f" (got {redact_url(str(given))!r})"
+            secret = env_name in SECRET_SETTINGS
+            shown = "" if isinstance(given, dict) or secret else f" (got {redact_url(str(given))!r})"
             problems.append(f"{env_name}: {error['msg']}{shown}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
 

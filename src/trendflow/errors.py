@@ -21,7 +21,3 @@ class PermanentError(TrendflowError):
     def __init__(self, reason: str, message: str = "") -> None:
         super().__init__(message or reason)
         self.reason = reason
-
-
-class NotBuiltError(TrendflowError):
-    """A documented command whose implementation has not landed yet."""

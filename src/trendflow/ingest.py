@@ -85,7 +85,7 @@ class Ingestor:
             outcome.spooled = len(accepted_payloads) if spooled else 0
             counter = metrics.EVENTS_SPOOLED if spooled else metrics.EVENTS_ACCEPTED
             for source, _ in outcome.accepted:
-                counter.labels(source=source).inc()
+                counter.labels(source=metrics.source_label(source)).inc()
         if letters:
             await self.record_rejections(letters)
         return outcome

@@ -18,6 +18,19 @@ from prometheus_client import (
     multiprocess,
 )
 
+# Sources are named by clients: past this many distinct ones, new sources share the label "other", so that a
+# client cannot grow the metrics without bound.
+MAX_SOURCE_LABELS = 200
+_source_labels: set[str] = set()
+
+
+def source_label(source: str) -> str:
+    if source in _source_labels or len(_source_labels) < MAX_SOURCE_LABELS:
+        _source_labels.add(source)
+        return source
+    return "other"
+
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 EVENTS_ACCEPTED = Counter(

@@ -30,9 +30,12 @@ def test_a_short_corpus_still_gives_distinct_texts(tmp_path: Path) -> None:
 
 
 def test_quick_plan_and_explicit_sizes() -> None:
-    assert BenchPlan.of(quick=True) == BenchPlan(events=5_000, embed_texts=512, e2e_seconds=10.0)
-    tiny = BenchPlan.of(quick=True, events=100, e2e_seconds=0)
-    assert (tiny.events, tiny.embed_texts, tiny.e2e_seconds) == (100, 100, 0)
+    assert BenchPlan.of(quick=True) == BenchPlan(
+        events=5_000, embed_texts=512, e2e_seconds=10.0, search_vectors=10_000, search_embed_s=15.0
+    )
+    assert BenchPlan.of(quick=False).search_vectors == 100_000
+    tiny = BenchPlan.of(quick=True, events=100, e2e_seconds=0, search_vectors=0)
+    assert (tiny.events, tiny.embed_texts, tiny.e2e_seconds, tiny.search_vectors) == (100, 100, 0, 0)
 
 
 def test_cpu_model_is_read_from_cpuinfo(tmp_path: Path) -> None:
@@ -49,7 +52,7 @@ def test_tiny_bench_reports_every_stage_beside_its_limit(tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRENDFLOW_")}
     done = subprocess.run(
         [sys.executable, "-m", "trendflow", "bench", "--json", "--events", "200", "--e2e-seconds", "2",
-         "--corpus", str(corpus)],
+         "--search-vectors", "300", "--corpus", str(corpus)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -58,7 +61,7 @@ def test_tiny_bench_reports_every_stage_beside_its_limit(tmp_path: Path) -> None
     assert set(report["machine"]) >= {"cores", "cpu_model", "python", "torch"}
     assert report["machine"]["cores"] >= 1
     stages = report["stages"]
-    assert set(stages) == {"ingest", "etl", "embed", "e2e"}
+    assert set(stages) == {"ingest", "etl", "embed", "e2e", "search"}
     for name in ("ingest", "etl", "embed"):
         stage = stages[name]
         assert set(stage) >= {"events_per_s", "limit_per_s", "ratio"}
@@ -67,3 +70,14 @@ def test_tiny_bench_reports_every_stage_beside_its_limit(tmp_path: Path) -> None
     e2e = stages["e2e"]
     assert e2e["events"] == 200
     assert 0 < e2e["p50_s"] <= e2e["p99_s"]
+    search = stages["search"]
+    # 150 texts cannot hold 200 queries out and still fill 300 vectors: both are perturbed copies.
+    assert (search["vectors"], search["queries"]) == (300, 200)
+    assert (search["vector_source"], search["query_source"], search["model_vectors"]) == (
+        "perturbed",
+        "perturbed",
+        150,
+    )
+    assert search["ef_search"] == 100
+    assert 0 < search["p50_ms"] <= search["p99_ms"] and search["exact_p50_ms"] > 0
+    assert 0 <= search["recall_at_10"] <= 1 and search["query_embed_p50_ms"] > 0

@@ -71,16 +71,6 @@ def test_help_of_a_group_lists_its_subcommands(group: str) -> None:
     assert listed_commands(result.output) == SUBCOMMANDS[group]
 
 
-def test_a_command_not_built_yet_says_so_and_fails(tmp_path: Path) -> None:
-    result = run_trendflow("keys", "list", cwd=tmp_path)
-
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "not built yet" in output
-    assert "keys list" in output
-    assert "Traceback" not in output
-
-
 def test_migrate_creates_the_schema_on_the_given_database(
     tmp_path: Path, empty_database: str, redis_url: str
 ) -> None:

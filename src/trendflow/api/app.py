@@ -11,13 +11,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import FastAPI, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from trendflow.alerts import Alerter
+from trendflow.api import auth
 from trendflow.api.dlq_routes import dlq_router
 from trendflow.api.errors import ApiError, install_error_handlers
+from trendflow.api.limits import BodyLimitMiddleware, check_batch_size, parse_body_json
 from trendflow.api.search_routes import router as search_router
 from trendflow.api.serialize import trend_json
 from trendflow.api.topics_routes import router as topics_router
@@ -27,7 +29,7 @@ from trendflow.db import queries
 from trendflow.db.pool import connection
 from trendflow.db.trends import TrendFilters, get_trend, list_trends
 from trendflow.domain.models import FieldError
-from trendflow.domain.normalize import Limits, parse_event_json
+from trendflow.domain.normalize import Limits
 from trendflow.errors import TransientError
 from trendflow.ingest import Ingestor, Received, received_items
 from trendflow.metrics import export_status, render_metrics
@@ -39,6 +41,7 @@ from trendflow.streams.backlog import group_lag
 
 NDJSON = "application/x-ndjson"
 LAG_CACHE_S = 0.5
+LAG_READ_TIMEOUT_S = 0.25
 
 
 class Backpressure:
@@ -53,8 +56,9 @@ class Backpressure:
         if now - self._read_at > LAG_CACHE_S:
             self._read_at = now
             try:
-                self._lag = await group_lag(self.runtime.redis, names.RAW_STREAM, names.ETL_GROUP)
-            except Exception:  # Redis down is the spool's business, not backpressure's
+                async with asyncio.timeout(LAG_READ_TIMEOUT_S):
+                    self._lag = await group_lag(self.runtime.redis, names.RAW_STREAM, names.ETL_GROUP)
+            except (TransientError, TimeoutError):  # Redis down is the spool's business, not backpressure's
                 self._lag = 0
         if self._lag > self.max_lag:
             raise ApiError(
@@ -72,6 +76,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
             app.state.runtime = runtime
             app.state.spool = spool
             app.state.backpressure = Backpressure(runtime, settings.max_lag)
+            app.state.keyring = keyring = auth.KeyRing(settings.api_keys, cache_s=settings.api_key_cache_s)
+            await keyring.stored_keys(runtime.pool)  # read once while PostgreSQL is known to be up
             alerter = Alerter.from_settings(settings, clock=clock)
             app.state.ingestor = Ingestor(
                 runtime.pool, runtime.redis, spool, Limits(max_text_chars=settings.max_text_chars),
@@ -80,14 +86,17 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
             try:
                 yield
             finally:
+                await keyring.aclose()
                 await alerter.aclose()
 
     app = FastAPI(title="trendflow", version="0.1.0", lifespan=lifespan)
     app.state.clock = clock
+    app.state.access = auth.AccessPolicy.from_settings(settings)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    app.include_router(dlq_router)
-    app.include_router(topics_router)
-    app.include_router(search_router)
+    app.include_router(dlq_router, dependencies=[Depends(auth.writer)])
+    app.include_router(topics_router, dependencies=[Depends(auth.reader)])
+    app.include_router(search_router, dependencies=[Depends(auth.reader)])
 
     def ingestor(request: Request) -> Ingestor:
         return request.app.state.ingestor
@@ -96,10 +105,14 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         return request.app.state.runtime
 
     @app.post("/v1/events", status_code=202)
-    async def post_event(request: Request) -> Any:
+    async def post_event(request: Request, principal: auth.Writer) -> Any:
         body = await request.body()
         await request.app.state.backpressure.check()
-        outcome = await ingestor(request).ingest_events([(parse_event_json(body), body)])
+        item = auth.restrict_sources(
+            [(parse_body_json(body), body)], principal, now=clock(), limits=ingestor(request).limits
+        )
+        auth.forbid_foreign_source(item[0])
+        outcome = await ingestor(request).ingest_events(item)
         if outcome.rejected:
             errors = [{"field": e.field, "reason": e.reason} for e in outcome.rejected[0].errors]
             raise ApiError(422, errors[0]["reason"], "the event was refused", errors)
@@ -108,9 +121,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         return {"status": status, "source": source, "external_id": external_id}
 
     @app.post("/v1/events/batch", status_code=202)
-    async def post_batch(request: Request) -> Any:
+    async def post_batch(request: Request, principal: auth.Writer) -> Any:
         body = await request.body()
         items = split_batch(body, ndjson=request.headers.get("content-type", "").startswith(NDJSON))
+        check_batch_size(len(items), settings.max_batch_events)
+        items = auth.restrict_sources(items, principal, now=clock(), limits=ingestor(request).limits)
         await request.app.state.backpressure.check()
         outcome = await ingestor(request).ingest_events(items)
         result = {
@@ -120,7 +135,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         }
         return JSONResponse(result, status_code=202 if outcome.accepted else 422)
 
-    @app.get("/v1/trends")
+    @app.get("/v1/trends", dependencies=[Depends(auth.reader)])
     async def get_trends(
         request: Request,
         source: str | None = None,
@@ -131,13 +146,16 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         language: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: str | None = None,
+        order: Literal["newest", "oldest"] = "newest",
     ) -> Any:
         filters = TrendFilters(source, topic, since, until, sentiment, language)
         async with connection(runtime(request).pool) as conn:
-            rows, next_cursor = await list_trends(conn, filters, limit=limit, cursor=cursor)
+            rows, next_cursor = await list_trends(
+                conn, filters, limit=limit, cursor=cursor, oldest_first=order == "oldest"
+            )
         return {"items": [trend_json(r) for r in rows], "next_cursor": next_cursor}
 
-    @app.get("/v1/trends/{trend_id}")
+    @app.get("/v1/trends/{trend_id}", dependencies=[Depends(auth.reader)])
     async def get_one_trend(request: Request, trend_id: UUID) -> Any:
         async with connection(runtime(request).pool) as conn:
             row = await get_trend(conn, trend_id)
@@ -145,7 +163,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
             raise ApiError(404, "not_found", f"no trend with id {trend_id}")
         return trend_json(row)
 
-    @app.get("/v1/ops/status")
+    @app.get("/v1/ops/status", dependencies=[Depends(auth.writer)])
     async def ops_status(request: Request) -> Any:
         return await collect_status(runtime(request).pool, runtime(request).redis, request.app.state.spool)
 
@@ -170,7 +188,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(auth.metrics_reader)])
     async def metrics_endpoint(request: Request) -> Response:
         # The counters and histograms are still worth scraping while an engine is down.
         with contextlib.suppress(TransientError):
@@ -185,11 +203,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
 def split_batch(body: bytes, *, ndjson: bool) -> list[Received]:
     """A batch body → one item per event: (parsed event or why not, its bytes as received)."""
     if ndjson:
-        items = [(parse_event_json(line), line) for line in body.splitlines() if line.strip()]
+        items = [(parse_body_json(line), line) for line in body.splitlines() if line.strip()]
         if not items:
             raise ApiError(422, "empty_batch", "the batch holds no events")
         return items
-    parsed = parse_event_json(body)
+    parsed = parse_body_json(body)
     if isinstance(parsed, FieldError):
         raise ApiError(422, parsed.reason, "the body is not a JSON array of events", [parsed.to_json()])
     if not isinstance(parsed, list):
