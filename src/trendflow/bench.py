@@ -86,7 +86,7 @@ SEARCH_P50_TARGET_MS = 20.0
 SEARCH_RECALL_TARGET = 0.95
 SEARCH_LOAD_CHUNK = 5_000
 SEARCH_INDEX_MEMORY = "1GB"  # maintenance_work_mem for the HNSW build: the whole graph fits in memory
-EF_SEARCH_LADDER = (200, 400, 800)  # tried in turn when recall misses at the configured ef_search
+EF_SEARCH_LADDER = (400, 800)  # tried in turn when recall misses at the configured ef_search
 
 # The bench's own SQL: emptying the tables between stages, and the end-to-end latencies.
 TRUNCATE_TABLES = "TRUNCATE enriched_trends, embedding_records, dead_letters CASCADE"

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     embed_device: Literal["auto", "cpu", "cuda"] = "auto"
     embed_batch_size: int = Field(64, ge=1, le=4096)
     etl_batch_size: int = Field(500, ge=1, le=10_000)
-    hnsw_ef_search: int = Field(100, ge=1, le=1000)
+    hnsw_ef_search: int = Field(200, ge=1, le=1000)  # recall@10 ≥ 0.95 at 100k vectors (BENCHMARKS.md)
     api_keys_setting: str = Field("", validation_alias="TRENDFLOW_API_KEYS")
     api_key_cache_s: float = Field(5.0, ge=0)
     read_requires_key: bool = False

@@ -78,6 +78,6 @@ def test_tiny_bench_reports_every_stage_beside_its_limit(tmp_path: Path) -> None
         "perturbed",
         150,
     )
-    assert search["ef_search"] == 100
+    assert search["ef_search"] == 200  # the default TRENDFLOW_HNSW_EF_SEARCH
     assert 0 < search["p50_ms"] <= search["p99_ms"] and search["exact_p50_ms"] > 0
     assert 0 <= search["recall_at_10"] <= 1 and search["query_embed_p50_ms"] > 0
