@@ -6,7 +6,6 @@ settings.spool_path  # <data dir>/spool/ingest-fallback.jsonl unless set
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -120,10 +119,6 @@ class Settings(BaseSettings):
     def api_keys(self) -> tuple[ApiKey, ...]:
         return parse_api_keys(self.api_keys_setting)
 
-    @property
-    def uses_embedded_engines(self) -> bool:
-        return self.database_url is None or self.redis_url is None
-
 
 def parse_api_keys(value: str) -> tuple[ApiKey, ...]:
     """``"k1,k2:web|batch"`` → two keys, the second bound to the sources ``web`` and ``batch``."""
@@ -172,8 +167,3 @@ def redact_url(url: str | None) -> str:
         host = f"{host}:{parts.port}"
     netloc = f"{parts.username or ''}:***@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def environment_snapshot() -> dict[str, str]:
-    """The TRENDFLOW_ variables of this process, for passing to child processes."""
-    return {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}

@@ -28,7 +28,6 @@ def test_defaults_follow_the_design() -> None:
     assert settings.api_port == 8000
     assert settings.spool_path == Path(".trendflow") / "spool" / "ingest-fallback.jsonl"
     assert settings.database_url is None and settings.redis_url is None
-    assert settings.uses_embedded_engines
     assert settings.api_keys == ()
 
 
