@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.checks import content_type_conformance, not_a_server_error
+from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 from schemathesis.generation.case import Case
 
 from tests.conftest import fixed_clock
@@ -26,7 +26,7 @@ from trendflow.config import Settings, load_settings
 KEY = "schemathesis-key-0123456789"
 EXAMPLES_PER_OPERATION = 25
 STARTUP_TIMEOUT_S = 60
-CHECKS = [not_a_server_error, content_type_conformance]
+CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]
 INGEST_ROUTES = [
     ("/v1/events", "application/json"),
     ("/v1/events/batch", "application/json"),
