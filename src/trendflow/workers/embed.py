@@ -178,6 +178,8 @@ async def embed_trends(
     todo = {h: trends[0].text for h, trends in by_hash.items() if h not in cached}
 
     async def store(vectors: dict[str, np.ndarray]) -> list[tuple[UUID, datetime | None]]:
+        if not vectors:
+            return []
         writes = [EmbeddingWrite(t.id, h, vector) for h, vector in vectors.items() for t in by_hash[h]]
         async with connection(pool) as conn:
             return await store_embeddings(conn, embedder.name, writes)

@@ -6,8 +6,6 @@ the raw entries pending, and their redelivery changes nothing already stored.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,9 +31,6 @@ from trendflow.streams.consumer import Entry, ack, fields_as_bytes
 from trendflow.streams.producer import publish_embed_jobs
 
 log = structlog.get_logger()
-
-# A batch is triaged and stored in this many slices, each slice's store overlapping the next one's triage.
-PIPELINE_SLICES = 2
 
 
 @dataclass(slots=True)
@@ -127,25 +122,8 @@ class EtlWorker:
         return result
 
     async def process_batch(self, entries: list[Entry]) -> int:
-        """Triage each slice of the batch in a thread while the slice before it is committed, published and
-        acked: normalizing and enriching (CPU, here) overlap the upsert (CPU, in PostgreSQL's process)."""
         started = time.perf_counter()
-        size = -(-len(entries) // PIPELINE_SLICES)
-        committing: asyncio.Task[None] | None = None
-        try:
-            for start in range(0, len(entries), size):
-                piece = entries[start : start + size]
-                triage = await asyncio.to_thread(self.triage, piece)
-                if committing is not None:
-                    await committing
-                committing = asyncio.create_task(self._commit(piece, triage))
-            if committing is not None:
-                await committing
-        finally:
-            if committing is not None and not committing.done():
-                committing.cancel()
-                with contextlib.suppress(BaseException):
-                    await committing
+        await self._commit(entries, self.triage(entries))
         metrics.ETL_BATCH_SECONDS.observe(time.perf_counter() - started)
         return 0
 
