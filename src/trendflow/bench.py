@@ -154,7 +154,7 @@ class BenchPlan:
         e2e_seconds: float | None = None,
         search_vectors: int | None = None,
     ) -> BenchPlan:
-        base = cls(5_000, 512, 10.0, 10_000, 15.0) if quick else cls(20_000, 2_048, 60.0, 100_000, 60.0)
+        base = cls(20_000, 1_024, 10.0, 10_000, 15.0) if quick else cls(50_000, 4_096, 60.0, 100_000, 60.0)
         count = events if events is not None else base.events
         return cls(
             events=count,

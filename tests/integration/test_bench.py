@@ -31,7 +31,7 @@ def test_a_short_corpus_still_gives_distinct_texts(tmp_path: Path) -> None:
 
 def test_quick_plan_and_explicit_sizes() -> None:
     assert BenchPlan.of(quick=True) == BenchPlan(
-        events=5_000, embed_texts=512, e2e_seconds=10.0, search_vectors=10_000, search_embed_s=15.0
+        events=20_000, embed_texts=1_024, e2e_seconds=10.0, search_vectors=10_000, search_embed_s=15.0
     )
     assert BenchPlan.of(quick=False).search_vectors == 100_000
     tiny = BenchPlan.of(quick=True, events=100, e2e_seconds=0, search_vectors=0)

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from tests.conftest import fixed_clock
+from trendflow.db.embeddings import as_array
 from trendflow.db.pool import connection
 from trendflow.domain.enrich import Enricher
 from trendflow.domain.normalize import Limits
@@ -179,3 +180,37 @@ async def test_an_entry_deleted_while_pending_is_a_dead_letter_not_a_silent_ack(
     async with connection(runtime.pool) as conn:
         rows = await (await conn.execute("SELECT reason, stream_id FROM dead_letters")).fetchall()
     assert rows == [("entry_lost", entry_id)]
+
+
+async def test_each_trend_gets_its_own_texts_vector_whatever_the_batching(
+    runtime, enricher, embedder
+) -> None:
+    # Short, long, emoji and URL texts: the worker reorders them by token count across model batches of 2.
+    texts = [
+        "ok",
+        "the harbour bridge was closed all morning after the storm brought down two cranes near the quay",
+        "🎉🎉🎉 party time 🎉",
+        "read this https://example.com/a/very/long/path?with=query&and=more",
+        "rain again",
+        "a quiet evening with tea, a book and the cat asleep on the windowsill",
+    ]
+    assert embedder.token_counts(["hello world"]) == [4]  # [CLS] hello world [SEP]
+    etl = EtlWorker(
+        runtime.pool, runtime.redis, enricher, limits=Limits(), max_deliveries=5, clock=fixed_clock
+    )
+    embed = EmbedWorker(
+        runtime.pool, runtime.redis, embedder, max_deliveries=5, clock=fixed_clock, model_batch_size=2
+    )
+    await publish_raw_events(runtime.redis, [event(i, t) for i, t in enumerate(texts)], accepted_at_ms=0)
+    await drain(runtime, names.RAW_STREAM, names.ETL_GROUP, etl.process_batch)
+    await drain(runtime, names.EMBED_STREAM, names.EMBED_GROUP, embed.process_batch)
+
+    async with connection(runtime.pool) as conn:
+        cur = await conn.execute(
+            "SELECT t.text, e.embedding FROM embedding_records e JOIN enriched_trends t ON t.id = e.enriched_trend_id"
+        )
+        stored = {text: as_array(vector) for text, vector in await cur.fetchall()}
+    assert sorted(stored) == sorted(texts)
+    for text, vector in stored.items():
+        alone = embedder.encode([text])[0]
+        assert float(vector @ alone) > 0.999, text

@@ -148,18 +148,21 @@ class EmbedWorker:
                  duration_ms=round(elapsed * 1000, 1))  # fmt: skip
 
 
-def model_batches(texts: dict[str, str], size: int, *, chars_per_text: int = 300) -> list[list[str]]:
-    """Keys of `texts` in model batches: shortest first, so each batch pads little, and at most `size` texts or
-    `size × chars_per_text` characters each, so that a run of long texts makes smaller batches."""
+def model_batches(tokens: dict[str, int], size: int, *, tokens_per_text: int = 128) -> list[list[str]]:
+    """Keys of `tokens` (key → the text's token count) in model batches, fewest tokens first, so that texts of
+    one length share a batch and little is padding; at most `size` texts a batch, and at most
+    `size × tokens_per_text` tokens once padded to the batch's longest, so that long texts make smaller batches.
+
+    model.encode sorts by characters, which pads ~20% more on tweets: an emoji or a URL is one character and
+    several tokens."""
+    budget = size * tokens_per_text
     batches: list[list[str]] = []
     batch: list[str] = []
-    chars = 0
-    for key in sorted(texts, key=lambda k: len(texts[k])):
-        if batch and (len(batch) == size or chars + len(texts[key]) > size * chars_per_text):
+    for key in sorted(tokens, key=tokens.__getitem__):
+        if batch and (len(batch) == size or (len(batch) + 1) * tokens[key] > budget):
             batches.append(batch)
-            batch, chars = [], 0
+            batch = []
         batch.append(key)
-        chars += len(texts[key])
     return [*batches, batch] if batch else batches
 
 
@@ -176,6 +179,7 @@ async def embed_trends(
     async with connection(pool) as conn:
         cached = await load_cached_embeddings(conn, embedder.name, sorted(by_hash))
     todo = {h: trends[0].text for h, trends in by_hash.items() if h not in cached}
+    tokens = dict(zip(todo, embedder.token_counts(list(todo.values())), strict=True))
 
     async def store(vectors: dict[str, np.ndarray]) -> list[tuple[UUID, datetime | None]]:
         if not vectors:
@@ -187,7 +191,7 @@ async def embed_trends(
     marked: list[tuple[UUID, datetime | None]] = []
     storing = asyncio.create_task(store(cached))
     try:
-        for chunk in model_batches(todo, model_batch_size):
+        for chunk in model_batches(tokens, model_batch_size):
             metrics.MODEL_BATCH_SIZE.observe(len(chunk))
             encoded = await asyncio.to_thread(
                 embedder.encode, [todo[h] for h in chunk], batch_size=model_batch_size
