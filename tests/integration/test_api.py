@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import fixed_clock
 from trendflow.api.app import create_app
-from trendflow.config import Settings
+from trendflow.config import Settings, load_settings
 from trendflow.streams import names
 
 GOOD = {"external_id": 1, "source": "Web ", "text": "hello #World", "timestamp": "2026-03-01T10:00:00Z"}
@@ -137,3 +137,26 @@ def test_ops_status_has_the_documented_shape(client: TestClient) -> None:
     assert set(status) >= {"streams", "dead_letters", "spool", "embedding_backlog", "latest"}
     assert status["spool"] == {"events": 0, "bytes": 0, "torn": False}
     assert status["latest"] == {"ingested_at": None, "embedded_at": None}  # nothing stored until the ETL runs
+
+
+def test_a_full_redis_sends_the_whole_batch_to_the_spool(tmp_path, database_url: str, redis_url: str) -> None:
+    # maxmemory below what Redis already uses, and noeviction: every write is refused with OOM.
+    settings = load_settings(
+        data_dir=tmp_path / "data", database_url=database_url, redis_url=redis_url, ingest_timeout_ms=200
+    )
+    admin = sync_redis.Redis.from_url(redis_url)
+    policy = admin.config_get("maxmemory-policy")["maxmemory-policy"]
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)
+    try:
+        with TestClient(create_app(settings, clock=fixed_clock)) as client:
+            batch = [{**GOOD, "external_id": i} for i in range(3)]
+            response = client.post("/v1/events/batch", json=batch)
+            assert response.status_code == 202
+            assert (response.json()["accepted"], response.json()["spooled"]) == (3, 3)
+            assert client.get("/v1/ops/status").json()["spool"]["events"] == 3
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.config_set("maxmemory-policy", policy)
+        admin.close()
+    assert raw_entries(settings) == []  # nothing half-landed in the stream
