@@ -71,20 +71,26 @@ def test_topics_ignore_what_is_not_a_hashtag(enricher: Enricher) -> None:
     assert enrichment.topics == ()
 
 
-@pytest.mark.parametrize(
-    ("text", "language"),
-    [
-        ("ok", None),
-        ("lol", None),
-        ("#tbt #summer @user https://t.co/abc", None),  # nothing left once tags and links are gone
-        ("Just finished a long walk along the river with my family, what a lovely afternoon.", "en"),
-        ("Je suis très content de ce film, vraiment magnifique et émouvant.", "fr"),
-        ("Das ist ein wirklich schöner Tag, ich freue mich sehr auf das Wochenende.", "de"),
-        ("Hoy fue un día increíble con mis amigos en la playa, me encanta el verano.", "es"),
-    ],
-)
+LANGUAGE_CASES = [
+    ("ok", None),
+    ("lol", None),
+    ("#tbt #summer @user https://t.co/abc", None),  # nothing left once tags and links are gone
+    ("Just finished a long walk along the river with my family, what a lovely afternoon.", "en"),
+    ("Je suis très content de ce film, vraiment magnifique et émouvant.", "fr"),
+    ("Das ist ein wirklich schöner Tag, ich freue mich sehr auf das Wochenende.", "de"),
+    ("Hoy fue un día increíble con mis amigos en la playa, me encanta el verano.", "es"),
+]
+
+
+@pytest.mark.parametrize(("text", "language"), LANGUAGE_CASES)
 def test_language_is_known_only_when_sure(enricher: Enricher, text: str, language: str | None) -> None:
     assert enricher.enrich(event(text)).language == language
+
+
+def test_one_batch_of_many_languages_gives_each_text_its_own(enricher: Enricher) -> None:
+    texts = [text for text, _ in LANGUAGE_CASES] * 2
+    expected = [language for _, language in LANGUAGE_CASES] * 2
+    assert [e.language for e in enricher.enrich_many([event(text) for text in texts])] == expected
 
 
 @pytest.mark.parametrize(

