@@ -106,7 +106,7 @@ class Ingestor:
                     delay = backoff.next_delay()
                     if loop.time() + delay >= deadline:
                         log.warning("ingest_spooling", events=len(payloads), error=str(exc) or "timeout")
-                        await asyncio.to_thread(self.spool.append, payloads)
+                        await asyncio.to_thread(self.spool.append, payloads, accepted_at_ms=accepted_at_ms)
                         if self.alerter is not None:
                             self.alerter.alert(
                                 SPOOLING, "ingest", severity="critical", count=len(payloads),

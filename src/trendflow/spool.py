@@ -4,6 +4,9 @@ The spool is a JSON Lines file, one record per event::
 
     {"v":1,"sha256":"<hex of the event bytes>","at":<ms>,"event":"<the event's JSON text>"}
 
+``at`` is when the API accepted the event (Unix ms); replay publishes it as the entry's ``accepted_at``, so
+time-to-searchable counts the time an event waited in the spool.
+
 Writers (several API processes may share the file) append whole batches with ``O_APPEND`` under an
 exclusive ``flock`` and fsync before returning. A writer that finds the file not ending in a newline
 (a writer died mid-record) starts a new line, so a torn record never swallows the next one.
@@ -34,8 +37,10 @@ import asyncio
 import errno
 import fcntl
 import hashlib
+import itertools
 import json
 import logging
+import operator
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -53,7 +58,8 @@ BAD_CHECKSUM = "bad_checksum"
 
 _JSON = json.JSONDecoder()
 
-Publish = Callable[[list[bytes]], Awaitable[None]]
+# Called with events spooled at one moment, and that moment (ms): `accepted_at_ms` of their stream entries.
+Publish = Callable[[list[bytes], int], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,7 @@ class _Line:
     raw: bytes
     event: bytes | None
     reason: str | None
+    at: int = 0
 
     @property
     def end(self) -> _Cursor:
@@ -114,7 +121,7 @@ class _Line:
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    events: list[bytes]
+    events: list[tuple[bytes, int]]  # (event, accepted at)
     invalid: list[_Line]
     end: _Cursor
 
@@ -125,7 +132,7 @@ class Spool:
     Usage::
 
         spool = Spool(settings.spool_path)
-        await asyncio.to_thread(spool.append, [event_json_bytes])
+        await asyncio.to_thread(spool.append, [event_json_bytes], accepted_at_ms=accepted_at_ms)
         published = await spool.replay(publish_events, batch_size=500)
     """
 
@@ -136,14 +143,15 @@ class Spool:
         self._retired_path = path.with_name(path.name + ".retired")
         self._replay_lock_path = path.with_name(path.name + ".replay-lock")
 
-    def append(self, events: Sequence[bytes]) -> None:
+    def append(self, events: Sequence[bytes], *, accepted_at_ms: int | None = None) -> None:
         """Append one record per event and fsync before returning (blocking: run it in a thread).
+        `accepted_at_ms` is when the events were accepted (Unix ms); the spool's clock when not given.
 
         Raises ValueError, writing nothing, when an event is not UTF-8 text.
         """
         if not events:
             return
-        at = int(self._clock() * 1000)
+        at = int(self._clock() * 1000) if accepted_at_ms is None else accepted_at_ms
         payload = b"".join(_encode_record(event, at) for event in events)
         _make_dirs(self.path.parent)
         while True:
@@ -223,15 +231,16 @@ class Spool:
                 continue
             if batch.invalid:
                 await asyncio.to_thread(self._set_aside, batch.invalid)
-            if batch.events:
-                await publish(batch.events)
-                published += len(batch.events)
+            # A run of records spooled at one moment (one request's events) is published with that moment.
+            for at, run in itertools.groupby(batch.events, key=operator.itemgetter(1)):
+                await publish([event for event, _ in run], at)
+            published += len(batch.events)
             await asyncio.to_thread(self._save_cursor, batch.end)
             cursor = batch.end
 
     def _read_batch(self, cursor: _Cursor, batch_size: int) -> _Batch:
         """Read up to ``batch_size`` complete lines after the cursor (an unfinished last line is left)."""
-        events: list[bytes] = []
+        events: list[tuple[bytes, int]] = []
         invalid: list[_Line] = []
         end = cursor
         try:
@@ -243,7 +252,7 @@ class Spool:
                 if not line.raw.endswith(b"\n"):
                     break  # maybe still being written; _retire_if_drained decides under the lock
                 if line.event is not None:
-                    events.append(line.event)
+                    events.append((line.event, line.at))
                 elif line.reason is not None:
                     invalid.append(line)
                 end = line.end
@@ -360,32 +369,33 @@ def _encode_record(event: bytes, at: int) -> bytes:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
-def _decode_record(raw: bytes) -> tuple[bytes | None, str | None]:
-    """The event bytes of one line, or the reason it is invalid; (None, None) for a blank line."""
+def _decode_line(position: _Cursor, raw: bytes) -> _Line:
+    """One line: its event bytes and accepted time, or the reason it is invalid; neither for a blank line."""
     if not raw.endswith(b"\n"):
-        return None, TORN_RECORD
+        return _Line(position, raw, None, TORN_RECORD)
     body = raw.rstrip(b"\r\n")
     if not body.strip():
-        return None, None
+        return _Line(position, raw, None, None)
     try:
         record = _JSON.decode(body.decode("utf-8"))
     except ValueError:  # UnicodeDecodeError included
         # A record cut short by a crash (a later append closed its line) never ends with its closing brace.
-        return None, BAD_JSON if body.rstrip().endswith(b"}") else TORN_RECORD
+        return _Line(position, raw, None, BAD_JSON if body.rstrip().endswith(b"}") else TORN_RECORD)
     if (
         not isinstance(record, dict)
         or record.get("v") != RECORD_VERSION
         or not isinstance(record.get("sha256"), str)
         or not isinstance(record.get("event"), str)
+        or type(record.get("at")) is not int
     ):
-        return None, BAD_RECORD
+        return _Line(position, raw, None, BAD_RECORD)
     try:
         event = record["event"].encode("utf-8")
     except UnicodeEncodeError:
-        return None, BAD_RECORD
+        return _Line(position, raw, None, BAD_RECORD)
     if hashlib.sha256(event).hexdigest() != record["sha256"]:
-        return None, BAD_CHECKSUM
-    return event, None
+        return _Line(position, raw, None, BAD_CHECKSUM)
+    return _Line(position, raw, event, None, record["at"])
 
 
 def _read_lines(spool: BinaryIO, start: _Cursor) -> Iterator[_Line]:
@@ -393,8 +403,7 @@ def _read_lines(spool: BinaryIO, start: _Cursor) -> Iterator[_Line]:
     spool.seek(start.offset)
     position = start
     for raw in iter(spool.readline, b""):
-        event, reason = _decode_record(raw)
-        line = _Line(position, raw, event, reason)
+        line = _decode_line(position, raw)
         yield line
         position = line.end
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import orjson
@@ -11,8 +12,12 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import fixed_clock
 from trendflow.api.app import create_app
+from trendflow.clock import epoch_ms
 from trendflow.config import Settings, load_settings
+from trendflow.spool import Spool
 from trendflow.streams import names
+from trendflow.streams.client import open_redis
+from trendflow.workers.monitor import replay_spool
 
 GOOD = {"external_id": 1, "source": "Web ", "text": "hello #World", "timestamp": "2026-03-01T10:00:00Z"}
 
@@ -160,3 +165,17 @@ def test_a_full_redis_sends_the_whole_batch_to_the_spool(tmp_path, database_url:
         admin.config_set("maxmemory-policy", policy)
         admin.close()
     assert raw_entries(settings) == []  # nothing half-landed in the stream
+
+    # Redis has room again: the replayed entries say when the API accepted them, not when they were replayed.
+    assert asyncio.run(replay(settings)) == 3
+    entries = raw_entries(settings)
+    assert [orjson.loads(fields[b"event"])["external_id"] for _, fields in entries] == [0, 1, 2]
+    assert {int(fields[b"accepted_at"]) for _, fields in entries} == {epoch_ms(fixed_clock())}
+
+
+async def replay(settings: Settings) -> int:
+    client = open_redis(str(settings.redis_url))
+    try:
+        return await replay_spool(client, Spool(settings.spool_path))
+    finally:
+        await client.aclose()

@@ -54,7 +54,7 @@ from trendflow.spool import Spool
 spool = Spool(Path(sys.argv[1]), clock=lambda: 1_733_300_000.0)
 sink = open(sys.argv[2], "ab")
 
-async def publish(batch):
+async def publish(batch, accepted_at_ms):
     sink.write(b"".join(event + b"\\n" for event in batch))
     sink.flush()
     os.fsync(sink.fileno())
@@ -92,7 +92,7 @@ def kill_after(process: subprocess.Popen[bytes], lines: int, *, growing: Path | 
 async def replay_all(spool: Spool, batch_size: int = 500) -> list[bytes]:
     published: list[bytes] = []
 
-    async def publish(batch: list[bytes]) -> None:
+    async def publish(batch: list[bytes], accepted_at_ms: int) -> None:
         published.extend(batch)
 
     assert await spool.replay(publish, batch_size=batch_size) == len(published)

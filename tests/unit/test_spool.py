@@ -27,17 +27,41 @@ def event(n: int) -> bytes:
 
 
 class Collector:
-    """A publish callback that keeps every batch it was given."""
+    """A publish callback that keeps every batch it was given, and the accepted time it came with."""
 
     def __init__(self) -> None:
         self.batches: list[list[bytes]] = []
+        self.accepted_at_ms: list[int] = []
 
-    async def __call__(self, batch: list[bytes]) -> None:
+    async def __call__(self, batch: list[bytes], accepted_at_ms: int) -> None:
         self.batches.append(batch)
+        self.accepted_at_ms.append(accepted_at_ms)
 
     @property
     def events(self) -> list[bytes]:
         return [item for batch in self.batches for item in batch]
+
+
+async def test_replay_publishes_events_with_the_time_they_were_accepted(tmp_path: Path) -> None:
+    spool = make_spool(tmp_path)
+    spool.append([event(1), event(2)], accepted_at_ms=1_000)
+    spool.append([event(3)], accepted_at_ms=2_000)
+    spool.append([event(4)])  # no time given: the spool's own clock
+
+    publish = Collector()
+    assert await spool.replay(publish) == 4
+
+    assert publish.batches == [[event(1), event(2)], [event(3)], [event(4)]]
+    assert publish.accepted_at_ms == [1_000, 2_000, int(FIXED_NOW * 1000)]
+
+
+def test_a_record_without_its_accepted_time_is_a_bad_record(tmp_path: Path) -> None:
+    spool = make_spool(tmp_path)
+    spool.append([event(1)])
+    record = json.loads(spool.path.read_text())
+    del record["at"]
+    spool.path.write_text(json.dumps(record) + "\n")
+    assert [problem.reason for problem in spool.verify().problems] == ["bad_record"]
 
 
 def write_raw(spool: Spool, data: bytes) -> None:
@@ -120,7 +144,7 @@ async def test_a_failed_publish_leaves_exactly_the_unpublished_records(tmp_path:
     spool.append(events)
     published: list[bytes] = []
 
-    async def publish_then_fail(batch: list[bytes]) -> None:
+    async def publish_then_fail(batch: list[bytes], accepted_at_ms: int) -> None:
         if published:
             raise ConnectionError("redis went away again")
         published.extend(batch)
@@ -213,7 +237,7 @@ async def test_problems_keep_their_file_line_numbers_after_a_partial_replay(tmp_
     lines[4] = lines[4].replace(b"event 4", b"event X")
     spool.path.write_bytes(b"".join(lines))
 
-    async def fail_on_second_batch(batch: list[bytes]) -> None:
+    async def fail_on_second_batch(batch: list[bytes], accepted_at_ms: int) -> None:
         if batch[0] != event(0):
             raise ConnectionError("down")
 
@@ -251,7 +275,7 @@ async def test_an_append_that_lands_during_replay_is_replayed_too(tmp_path: Path
     other_process = make_spool(tmp_path)
     published: list[bytes] = []
 
-    async def publish(batch: list[bytes]) -> None:
+    async def publish(batch: list[bytes], accepted_at_ms: int) -> None:
         if not published:
             other_process.append([event(3)])
         published.extend(batch)
@@ -268,9 +292,9 @@ async def test_a_second_replay_while_one_runs_publishes_nothing(tmp_path: Path) 
     inner_results: list[int] = []
     outer = Collector()
 
-    async def publish(batch: list[bytes]) -> None:
+    async def publish(batch: list[bytes], accepted_at_ms: int) -> None:
         inner_results.append(await make_spool(tmp_path).replay(Collector()))
-        await outer(batch)
+        await outer(batch, accepted_at_ms)
 
     assert await spool.replay(publish) == 2
     assert inner_results == [0]
@@ -305,7 +329,7 @@ async def test_replay_of_a_large_spool_holds_one_batch_at_a_time(tmp_path: Path)
     sizes: list[int] = []
     expected_next = 0
 
-    async def publish(batch: list[bytes]) -> None:
+    async def publish(batch: list[bytes], accepted_at_ms: int) -> None:
         nonlocal expected_next
         sizes.append(len(batch))
         assert batch[0] == b'{"n":%d}' % expected_next

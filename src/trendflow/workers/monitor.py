@@ -16,7 +16,6 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from trendflow.alerts import EMBEDDING_BACKLOG, SPOOL_NOT_EMPTY, STALLED_CONSUMER, Alerter
-from trendflow.clock import epoch_ms, system_clock
 from trendflow.db.embeddings import embedding_backlog
 from trendflow.db.pool import connection
 from trendflow.errors import TransientError
@@ -41,8 +40,8 @@ class MonitorSettings:
 async def replay_spool(client: redis.Redis, spool: Spool) -> int:
     """Publish every spooled event, in order; returns how many were replayed."""
 
-    async def publish(batch: list[bytes]) -> None:
-        await publish_raw_events(client, batch, accepted_at_ms=epoch_ms(system_clock()))
+    async def publish(batch: list[bytes], accepted_at_ms: int) -> None:
+        await publish_raw_events(client, batch, accepted_at_ms=accepted_at_ms)
 
     replayed = await spool.replay(publish)
     if replayed:
