@@ -304,6 +304,19 @@ async def test_stored_embeddings_mark_trends_embedded_and_fill_the_cache(runtime
     assert other_model == {}
 
 
+async def test_a_trend_written_twice_in_one_batch_keeps_its_last_vector(runtime: Runtime) -> None:
+    row = trend_row("e1", "alpha")
+    (stored,) = await upsert(runtime, [row])
+    first, last = (EmbeddingWrite(stored.id, row.event.content_hash, unit_vector(i)) for i in (1, 2))
+
+    async with connection(runtime.pool) as conn:
+        marked = await store_embeddings(conn, MODEL, [first, last])
+        cached = await load_cached_embeddings(conn, MODEL, [row.event.content_hash])
+
+    assert [trend_id for trend_id, _ in marked] == [stored.id]
+    np.testing.assert_allclose(cached[row.event.content_hash], unit_vector(2), rtol=1e-6)
+
+
 async def test_an_embedding_of_an_outdated_text_does_not_mark_the_trend(runtime: Runtime) -> None:
     (stored,) = await upsert(runtime, [trend_row("e1", "old text")])
     await upsert(runtime, [trend_row("e1", "new text")])

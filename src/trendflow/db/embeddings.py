@@ -55,24 +55,19 @@ def as_array(vector: object) -> np.ndarray:
 async def store_embeddings(
     conn: psycopg.AsyncConnection, model: str, writes: Sequence[EmbeddingWrite]
 ) -> list[tuple[UUID, datetime | None]]:
-    """Upsert the vectors and mark their trends embedded, in one transaction; returns (id, accepted_at) marked."""
+    """Upsert the vectors and mark their trends embedded, in one transaction; returns (id, accepted_at) marked.
+    A trend written twice keeps its last vector."""
     if not writes:
         return []
-    async with conn.transaction(), conn.cursor() as cur:
-        await cur.executemany(
-            queries.UPSERT_EMBEDDING,
-            [
-                {
-                    "trend_id": w.trend_id,
-                    "model": model,
-                    "dim": int(w.vector.shape[0]),
-                    "embedding": w.vector,
-                    "content_hash": w.content_hash,
-                }
-                for w in writes
-            ],
-        )
-        await cur.execute(queries.MARK_EMBEDDED, {"model": model, "ids": [w.trend_id for w in writes]})
+    latest = {w.trend_id: w for w in writes}
+    async with conn.transaction(), conn.cursor() as cur:  # the staging table lives until commit
+        await cur.execute(queries.CREATE_EMBEDDING_STAGING)
+        async with cur.copy(queries.COPY_EMBEDDING_STAGING) as copy:
+            copy.set_types(["uuid", "vector", "text"])
+            for write in latest.values():
+                await copy.write_row((write.trend_id, write.vector, write.content_hash))
+        await cur.execute(queries.UPSERT_EMBEDDINGS_FROM_STAGING, {"model": model})
+        await cur.execute(queries.MARK_EMBEDDED, {"model": model, "ids": list(latest)})
         return [(row[0], row[1]) for row in await cur.fetchall()]
 
 

@@ -79,9 +79,19 @@ FROM embedding_records
 WHERE model = %(model)s AND content_hash = ANY(%(hashes)s)
 """
 
-UPSERT_EMBEDDING = """
+CREATE_EMBEDDING_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS embedding_staging (
+    trend_id uuid, embedding vector, content_hash text
+) ON COMMIT DELETE ROWS
+"""
+
+COPY_EMBEDDING_STAGING = (
+    "COPY embedding_staging (trend_id, embedding, content_hash) FROM STDIN (FORMAT BINARY)"
+)
+
+UPSERT_EMBEDDINGS_FROM_STAGING = """
 INSERT INTO embedding_records (enriched_trend_id, model, dim, embedding, content_hash)
-VALUES (%(trend_id)s, %(model)s, %(dim)s, %(embedding)s, %(content_hash)s)
+SELECT trend_id, %(model)s, vector_dims(embedding), embedding, content_hash FROM embedding_staging
 ON CONFLICT (enriched_trend_id, model) DO UPDATE SET
     embedding = EXCLUDED.embedding,
     dim = EXCLUDED.dim,
