@@ -6,6 +6,7 @@ so that the engines and the model load once; each test posts under its own sourc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -26,7 +27,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.e2e.harness import Pipeline, wait_for
+from tests.e2e.harness import Pipeline, free_port, wait_for
 from trendflow.engines import engine_processes
 from trendflow.spool import Spool
 from trendflow.streams import names
@@ -581,3 +582,68 @@ def test_torn_spool_is_reported_by_verify_and_replay_sets_it_aside_and_publishes
     assert (after["events"], after["torn"], len(after["aside_files"])) == (0, False, 1)
     assert Path(after["aside_files"][0]).read_bytes() == b'{"v":1,"sha256":"\n'
     assert (tally.stored, tally.embedded, tally.duplicates, tally.dead_letters) == (3, 3, 0, 0)
+
+
+class UnixForwarder:
+    """127.0.0.1:port forwarded to a Unix socket, from `open()` on; until then nothing listens there."""
+
+    def __init__(self, port: int, target: str) -> None:
+        self.port, self.target = port, target
+        self.server: socket.socket | None = None
+
+    def open(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.server,), daemon=True).start()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.target)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def test_a_worker_started_while_postgres_is_unreachable_waits_and_then_works(cluster: Cluster) -> None:
+    """Nothing listens where the worker looks for PostgreSQL; it waits, and starts once something answers."""
+    real = psycopg.conninfo.conninfo_to_dict(cluster.pipeline.database_url())
+    forwarder = UnixForwarder(free_port(), f"{real['host']}/.s.PGSQL.{real['port']}")
+    env = cluster.pipeline.env | {
+        "TRENDFLOW_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{forwarder.port}/{real['dbname']}"
+    }
+    log_path = cluster.pipeline.data_dir / "worker-etl-late.log"
+    with log_path.open("ab") as log:
+        late = subprocess.Popen(
+            [sys.executable, "-m", "trendflow", "worker", "etl"], env=env, stdout=log, stderr=log
+        )
+    cluster.pipeline.processes.append(late)
+    try:
+        wait_for(lambda: "worker_waiting_for_database" in log_path.read_text(errors="replace"),
+                 what="the worker to say it waits for PostgreSQL")  # fmt: skip
+        assert late.poll() is None
+        forwarder.open()
+        wait_for(lambda: "worker_started" in log_path.read_text(errors="replace"), what="the worker to start")
+        wait_for(
+            lambda: consumer_of(late, "etl") in etl_pending(cluster), what="the worker to read the stream"
+        )
+        assert late.poll() is None
+    finally:
+        late.send_signal(signal.SIGTERM)
+        late.wait(60)
+        forwarder.close()
+    assert late.returncode == 0

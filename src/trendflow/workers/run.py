@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
+from collections.abc import Callable
 
 import structlog
 
 from trendflow.alerts import Alerter
 from trendflow.config import Settings
 from trendflow.domain.normalize import Limits
+from trendflow.domain.retry import Backoff
+from trendflow.errors import TransientError
 from trendflow.metrics import serve_metrics
 from trendflow.runtime import Endpoints, Runtime, open_runtime, prepare_database
 from trendflow.spool import Spool
@@ -20,12 +24,38 @@ log = structlog.get_logger()
 
 ROLES = ("etl", "embed", "monitor")
 
+# A worker started while PostgreSQL is unreachable waits this long for it (logging each try), then exits.
+DATABASE_WAIT_S = 120.0
+
 
 def run_worker(role: str, settings: Settings, *, metrics_port: int | None = None) -> None:
-    endpoints = prepare_database(settings)
+    endpoints = wait_for_database(lambda: prepare_database(settings))
     if metrics_port is not None:
         serve_metrics(metrics_port)
     asyncio.run(_main(role, settings, endpoints))
+
+
+def wait_for_database(
+    prepare: Callable[[], Endpoints],
+    *,
+    wait_s: float = DATABASE_WAIT_S,
+    backoff: Backoff | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Endpoints:
+    """Run `prepare` (reach the engines, migrate) until it succeeds; a TransientError is retried with backoff
+    until `wait_s` have passed, then raised."""
+    deadline = monotonic() + wait_s
+    backoff = backoff or Backoff(base=0.5, cap=10.0)
+    while True:
+        try:
+            return prepare()
+        except TransientError as exc:
+            delay = backoff.next_delay()
+            if monotonic() + delay > deadline:
+                raise
+            log.warning("worker_waiting_for_database", error=str(exc), retry_in_s=round(delay, 1))
+            sleep(delay)
 
 
 def _install_stop(stop: asyncio.Event) -> None:
