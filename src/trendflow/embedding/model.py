@@ -62,13 +62,14 @@ class Embedder:
         batch costs is its longest text's count times its size, so batching by these wastes the least on padding."""
         if not texts:
             return []
-        encoded = self._model.tokenizer(
-            list(texts),
-            truncation=True,
-            max_length=self._model.max_seq_length,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
+        with self._lock:  # the tokenizer's truncation settings are shared state: never beside an encode
+            encoded = self._model.tokenizer(
+                list(texts),
+                truncation=True,
+                max_length=self._model.max_seq_length,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )
         return [len(ids) for ids in encoded["input_ids"]]
 
 

@@ -179,7 +179,7 @@ async def embed_trends(
     async with connection(pool) as conn:
         cached = await load_cached_embeddings(conn, embedder.name, sorted(by_hash))
     todo = {h: trends[0].text for h, trends in by_hash.items() if h not in cached}
-    tokens = dict(zip(todo, embedder.token_counts(list(todo.values())), strict=True))
+    tokens = dict(zip(todo, await asyncio.to_thread(embedder.token_counts, list(todo.values())), strict=True))
 
     async def store(vectors: dict[str, np.ndarray]) -> list[tuple[UUID, datetime | None]]:
         if not vectors:
