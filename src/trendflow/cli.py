@@ -356,9 +356,6 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON document")] = False,
 ) -> None:
     """List dead letters, most recently seen first."""
-    from rich.table import Table
-    from rich.text import Text
-
     from trendflow import dlq
     from trendflow.clock import system_clock
 
@@ -378,19 +375,46 @@ def dlq_list(
             json.dumps({"items": items, "next_cursor": next_cursor}, indent=2, ensure_ascii=False) + "\n"
         )
         return
-    table = Table(title=f"dead letters ({len(items)}{'+' if next_cursor else ''})")
-    for column in ("id", "stage", "reason", "seen", "last seen (UTC)"):
-        table.add_column(column, no_wrap=True, min_width=36 if column == "id" else None)
-    # The fixed columns keep their width (an id is copied whole); the payload preview gets what is left.
-    table.add_column("payload", no_wrap=True, max_width=max(16, console.width - 110))
-    for item in items:
-        shown = ("base64:" if item["payload_encoding"] == "base64" else "") + item["payload"][:200]
-        last_seen = item["last_seen"][:16].replace("T", " ")
-        seen = f"{item['occurrences']}×"
-        table.add_row(item["id"], item["stage"], Text(item["reason"]), seen, last_seen, Text(shown))
-    console.print(table)
+    console.print(dead_letter_table(items, more=next_cursor is not None, width=console.width))
     if next_cursor:
         console.print(f"more: trendflow dlq list --cursor {next_cursor}", markup=False)
+
+
+# Below this many columns the payload preview is left out (`dlq show ID` prints it whole) and the table loses its
+# borders, so that an 80-column terminal still shows every id whole and every reason.
+DLQ_PAYLOAD_MIN_WIDTH = 110
+
+
+def dead_letter_table(items: list[dict[str, Any]], *, more: bool, width: int) -> Any:
+    """Dead letters as a Rich table for a console `width` columns wide; ids are shown whole (they are copied)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    wide = width >= DLQ_PAYLOAD_MIN_WIDTH
+    table = Table(
+        title=f"dead letters ({len(items)}{'+' if more else ''})",
+        box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
+        show_edge=wide,
+        pad_edge=wide,
+        collapse_padding=not wide,
+    )
+    table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=1)
+    table.add_column("seen", no_wrap=True, justify="right")
+    table.add_column("last seen (UTC)" if wide else "last seen", no_wrap=True)
+    if wide:  # the fixed columns keep their width; the payload preview gets what is left
+        table.add_column("payload", no_wrap=True, max_width=max(16, width - 110))
+    for item in items:
+        last_seen = item["last_seen"][:16].replace("T", " ")
+        cells = [item["id"], item["stage"], Text(item["reason"]), f"{item['occurrences']}×"]
+        if wide:
+            shown = ("base64:" if item["payload_encoding"] == "base64" else "") + item["payload"][:200]
+            table.add_row(*cells, last_seen, Text(shown))
+        else:
+            table.add_row(*cells, last_seen[5:])
+    return table
 
 
 @dlq_app.command("show")
